@@ -1,0 +1,9 @@
+//! The native host of the Kong secrets engine.
+//!
+//! Vault starts this program as an external plugin. The program speaks Vault's plugin
+//! protocol and runs the Kong engine, a WebAssembly component embedded in the binary, once
+//! per request inside a sandbox that only the Vault operator configures.
+
+#![forbid(unsafe_code)]
+
+pub mod services;

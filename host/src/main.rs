@@ -1,0 +1,3 @@
+fn main() {
+    // TODO: the plugin protocol entry point.
+}
