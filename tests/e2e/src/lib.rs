@@ -1,0 +1,7 @@
+//! Harness for the end-to-end tests and the demo: real components started on 127.0.0.1 only.
+//!
+//! [`vault`] builds HashiCorp Vault from the Go module proxy (once, cached under
+//! `<repo>/.cache/vault/`) and runs it as a dev server that each test owns and that stops when
+//! the test drops it.
+
+pub mod vault;
