@@ -497,6 +497,46 @@ mod tests {
     }
 
     #[test]
+    fn creds_timeout_deletes_by_tag() {
+        let test = ready("1h", "2h");
+        test.kong.time_out_next();
+
+        let error = test
+            .call(creds("alice"))
+            .expect_err("a timeout fails creds");
+        assert_eq!(
+            error,
+            Error::coded(
+                504,
+                format!(
+                    "no response from http://kong:8001/consumers/alice/key-auth within 10s; check that Kong is healthy, or raise request_timeout in config/access; the engine deleted credential {}, which Kong had created anyway",
+                    test.kong.last_created_id()
+                )
+            )
+        );
+        assert!(
+            test.kong.credentials().is_empty(),
+            "left in Kong: {:?}",
+            test.kong.credentials()
+        );
+    }
+
+    #[test]
+    fn creds_cleanup_finds_nothing() {
+        // A connection lost before Kong stored anything leaves nothing to delete.
+        let test = ready("1h", "2h");
+        test.kong.lose_connection_before_next_request();
+
+        assert_eq!(
+            test.call(creds("alice")),
+            Err(Error::coded(
+                502,
+                "connection to http://kong:8001/consumers/alice/key-auth was lost: connection reset; check baseurl in config/access and that Kong is running; Kong holds no credential tagged vault-request-0b5e5d0a-1111-2222-3333-444455556666, so nothing was left behind"
+            ))
+        );
+    }
+
+    #[test]
     fn creds_refused_connection_skips_cleanup() {
         let test = ready("1h", "2h");
         test.kong.refuse_connections();

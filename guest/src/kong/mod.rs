@@ -156,6 +156,181 @@ mod tests {
         assert_eq!(test.call(rollback), Ok(None));
     }
 
+    fn help(test: &TestBackend, path: &str) -> serde_json::Map<String, serde_json::Value> {
+        let request = crate::framework::Request::new(Operation::Help, path);
+        test.ok(request)
+            .and_then(|response| response.data)
+            .unwrap_or_else(|| panic!("help on {path:?} has no data"))
+    }
+
+    #[test]
+    fn help_root_lists_every_path() {
+        let test = TestBackend::new();
+        let root = help(&test, "");
+
+        let text = root["help"].as_str().unwrap();
+        assert!(
+            text.starts_with("Issues Kong key-auth credentials as Vault leases.\n"),
+            "help: {text}"
+        );
+        for (pattern, synopsis) in [
+            (
+                "config/access",
+                "Configures how the engine reaches Kong's Admin API.",
+            ),
+            (
+                "consumers/",
+                "Lists the Kong consumers that may get credentials.",
+            ),
+            (
+                "consumers/{username+}",
+                "Manages which Kong consumer may get credentials, and their lease TTLs.",
+            ),
+            (
+                "creds/{username+}",
+                "Issues a Kong key-auth credential for a consumer.",
+            ),
+        ] {
+            assert!(
+                text.contains(&format!("    {pattern}\n        {synopsis}\n")),
+                "root help lacks {pattern}: {text}"
+            );
+        }
+        assert_eq!(root["see_also"], json!([]), "{root:?}");
+    }
+
+    #[test]
+    fn help_root_openapi_operation_ids() {
+        let test = TestBackend::new();
+        let root = help(&test, "");
+        let openapi = &root["openapi"];
+        assert_eq!(openapi["openapi"], json!("3.0.2"), "{openapi}");
+
+        let cases = [
+            ("/config/access", "get", "kong-read-access-configuration"),
+            ("/config/access", "post", "kong-write-access-configuration"),
+            (
+                "/config/access",
+                "delete",
+                "kong-delete-access-configuration",
+            ),
+            ("/consumers/", "get", "kong-list-consumers"),
+            ("/consumers/{username}", "get", "kong-read-consumer"),
+            ("/consumers/{username}", "post", "kong-write-consumer"),
+            ("/consumers/{username}", "delete", "kong-delete-consumer"),
+            ("/creds/{username}", "get", "kong-generate-credentials"),
+        ];
+        for (path, method, id) in cases {
+            assert_eq!(
+                openapi["paths"][path][method]["operationId"],
+                json!(id),
+                "{method} {path} in {}",
+                openapi["paths"]
+            );
+        }
+        assert_eq!(
+            openapi["paths"].as_object().map(|paths| paths.len()),
+            Some(4),
+            "{}",
+            openapi["paths"]
+        );
+        let token = &openapi["components"]["schemas"]["KongWriteAccessConfigurationRequest"]
+            ["properties"]["token"];
+        assert_eq!(
+            token["x-vault-displayAttrs"],
+            json!({"sensitive": true}),
+            "{token}"
+        );
+    }
+
+    #[test]
+    fn help_on_every_path() {
+        let test = TestBackend::new();
+        let cases = [
+            (
+                "config/access",
+                "Configures how the engine reaches Kong's Admin API.",
+                "/config/access",
+            ),
+            (
+                "consumers/",
+                "Lists the Kong consumers that may get credentials.",
+                "/consumers/",
+            ),
+            (
+                "consumers/bob smith",
+                "Manages which Kong consumer may get credentials, and their lease TTLs.",
+                "/consumers/{username}",
+            ),
+            (
+                "creds/team/alice",
+                "Issues a Kong key-auth credential for a consumer.",
+                "/creds/{username}",
+            ),
+        ];
+        for (path, synopsis, openapi_path) in cases {
+            let data = help(&test, path);
+            let text = data["help"].as_str().unwrap();
+            assert!(
+                text.starts_with(&format!("Request:        {path}\n")),
+                "help on {path}: {text}"
+            );
+            assert!(
+                text.contains(&format!("\n{synopsis}\n")),
+                "help on {path}: {text}"
+            );
+            assert!(text.contains("## DESCRIPTION"), "help on {path}: {text}");
+            assert!(data["see_also"].is_array(), "see_also on {path}: {data:?}");
+            let paths = data["openapi"]["paths"].as_object().unwrap();
+            assert_eq!(
+                paths.keys().collect::<Vec<_>>(),
+                [openapi_path],
+                "OpenAPI of {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn help_unknown_path_unsupported() {
+        let test = TestBackend::new();
+        let request = crate::framework::Request::new(Operation::Help, "roles/app");
+        assert_eq!(test.call(request), Err(Error::UnsupportedPath));
+    }
+
+    #[test]
+    fn existence_check_creds_not_found() {
+        let test = TestBackend::new();
+        let request = crate::framework::Request::new(Operation::Update, "creds/alice");
+        let existence = backend().handle_existence_check(&test.env(), &request);
+        assert_eq!(
+            existence,
+            Ok(crate::framework::Existence {
+                check_found: false,
+                exists: false
+            })
+        );
+        let unknown = crate::framework::Request::new(Operation::Update, "roles/alice");
+        assert_eq!(
+            backend().handle_existence_check(&test.env(), &unknown),
+            Err(Error::UnsupportedPath)
+        );
+    }
+
+    #[test]
+    fn write_warns_about_unknown_fields() {
+        let test = TestBackend::new();
+        let response = test.ok(request::update(
+            "consumers/alice",
+            json!({"ttl": 5, "tll": 9}),
+        ));
+        assert_eq!(
+            response.map(|response| response.warnings),
+            Some(vec![
+                "ignored fields that consumers/{username+} does not take: tll".to_string()
+            ])
+        );
+    }
+
     #[test]
     fn backend_seal_wraps_config_only() {
         assert_eq!(special_paths().seal_wrap_storage, ["config/access"]);

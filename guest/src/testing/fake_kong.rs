@@ -59,6 +59,7 @@ struct Credential {
 enum Fault {
     Status(u16, Vec<u8>),
     StripKey,
+    LoseRequest,
     LoseAnswer,
     TimeOut,
 }
@@ -163,6 +164,11 @@ impl FakeKong {
     /// Creates the next credential but leaves the key out of the answer.
     pub fn strip_key_from_next_create(&self) {
         self.push_fault(Fault::StripKey);
+    }
+
+    /// Reports the connection of the next request as reset before Kong reads it.
+    pub fn lose_connection_before_next_request(&self) {
+        self.push_fault(Fault::LoseRequest);
     }
 
     /// Carries out the next request, then reports the connection as reset.
@@ -326,8 +332,15 @@ impl HttpClient for FakeKong {
             .unwrap_or((&request.url.path_and_query, ""));
 
         let fault = state.faults.pop_front();
-        if let Some(Fault::Status(status, body)) = fault {
-            return Ok(HttpResponse { status, body });
+        match fault {
+            Some(Fault::Status(status, body)) => return Ok(HttpResponse { status, body }),
+            Some(Fault::LoseRequest) => {
+                return Err(TransportError::ConnectionLost {
+                    url,
+                    detail: "connection reset".into(),
+                })
+            }
+            _ => {}
         }
         let (status, mut answer) =
             self.answer(&mut state, request.method.as_str(), path, query, &body);
