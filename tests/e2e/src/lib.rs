@@ -2,6 +2,8 @@
 //!
 //! [`vault`] builds HashiCorp Vault from the Go module proxy (once, cached under
 //! `<repo>/.cache/vault/`) and runs it as a dev server that each test owns and that stops when
-//! the test drops it.
+//! the test drops it. [`plugin`] installs, registers and mounts our plugin binary in such a
+//! server.
 
+pub mod plugin;
 pub mod vault;
