@@ -1,4 +1,4 @@
-//! Outbound HTTP as the engine sees it: one blocking request and response, a small URL
+//! Outbound HTTP as the engine uses it: one blocking request and response, a small URL
 //! parser, and transport failures sorted by what the user should do about them.
 //!
 //! In the component, [`HttpClient`] is `wasi:http/outgoing-handler`, where the host applies
@@ -75,7 +75,7 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
-/// Why no response arrived.
+/// The failure that kept a response from arriving.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum TransportError {
     /// The host's outbound policy blocked the request; `reason` is the host's explanation.
@@ -91,7 +91,7 @@ pub enum TransportError {
     ConnectionLost { url: String, detail: String },
 
     /// Connecting or waiting for the response took longer than the request timeout.
-    /// `connected` tells whether the request may have reached the server.
+    /// `connected` is true when the request may have reached the server.
     #[error("no response from {url} within {timeout_seconds}s")]
     TimedOut {
         url: String,
@@ -109,7 +109,7 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    /// Whether the server may have received and carried out the request.
+    /// Reports whether the server may have received and carried out the request.
     pub fn may_have_been_delivered(&self) -> bool {
         match self {
             Self::Denied { .. } | Self::Unreachable { .. } => false,
@@ -144,7 +144,7 @@ pub struct Url {
 }
 
 impl Url {
-    /// Parses `text`, or says what is wrong with it.
+    /// Parses `text`, or returns what is wrong with it.
     pub fn parse(text: &str) -> Result<Self, String> {
         if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err("it contains whitespace or control characters".into());

@@ -1,7 +1,7 @@
 //! Typed request fields: the schema of a path's parameters and the parsing of request data
 //! against it.
 //!
-//! Every field a request names is parsed before a handler runs, so a handler sees only valid
+//! Every field a request names is parsed before a handler runs, so a handler gets only valid
 //! values and a wrong value is a 400 naming the field, the value and the expected form. A field
 //! the request does not name stays absent, which lets a write change only the fields it names.
 //! A JSON `null` counts as absent. Names the schema does not know are kept for a warning.
@@ -38,7 +38,7 @@ pub enum FieldType {
 }
 
 impl FieldType {
-    /// The name shown in help text.
+    /// Returns the name shown in help text.
     pub fn name(self) -> &'static str {
         match self {
             Self::String => "string",
@@ -64,7 +64,7 @@ pub enum FieldValue {
 }
 
 impl FieldValue {
-    /// The value as JSON, for help text and OpenAPI defaults.
+    /// Converts the value to JSON, for help text and OpenAPI defaults.
     pub fn to_json(&self) -> Value {
         match self {
             Self::String(text) => Value::from(text.as_str()),
@@ -171,12 +171,12 @@ impl FieldData {
         Ok(parsed)
     }
 
-    /// The parsed value of `name`, or `None` when the request did not name it.
+    /// Returns the parsed value of `name`, or `None` when the request did not name it.
     pub fn get(&self, name: &str) -> Option<&FieldValue> {
         self.values.get(name)
     }
 
-    /// The value of `name`, or its default when the request did not name it.
+    /// Returns the value of `name`, or its default when the request did not name it.
     pub fn get_or_default(&self, name: &str) -> Option<&FieldValue> {
         self.values.get(name).or_else(|| self.defaults.get(name))
     }
@@ -186,7 +186,7 @@ impl FieldData {
         &self.unknown
     }
 
-    /// The string value of `name`, if the request named it.
+    /// Returns the string value of `name`, if the request named it.
     ///
     /// # Panics
     ///
@@ -199,7 +199,7 @@ impl FieldData {
         }
     }
 
-    /// The string value of `name`, or its default.
+    /// Returns the string value of `name`, or its default.
     ///
     /// # Panics
     ///
@@ -212,7 +212,7 @@ impl FieldData {
         }
     }
 
-    /// The duration of `name` in seconds, if the request named it.
+    /// Returns the duration of `name` in seconds, if the request named it.
     ///
     /// # Panics
     ///
@@ -225,7 +225,7 @@ impl FieldData {
         }
     }
 
-    /// The duration of `name` in seconds, or its default.
+    /// Returns the duration of `name` in seconds, or its default.
     ///
     /// # Panics
     ///

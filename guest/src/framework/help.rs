@@ -3,7 +3,7 @@
 //! Vault returns a help response's data verbatim. Its `help` key is the text the CLI prints,
 //! `see_also` lists related paths and `openapi` is an OpenAPI 3.0.2 document for the same
 //! scope. `vault path-help` on the mount root, and Vault's `sys/internal/specs/openapi`, ask the
-//! empty path, so root help always answers with a document.
+//! empty path, so root help always returns a document.
 
 use std::fmt::Write as _;
 
@@ -14,7 +14,7 @@ use super::openapi;
 use super::request::Response;
 use super::router::{Backend, Path};
 
-/// Answers `help` on `path`: the backend's page for the empty path, the matching path's page
+/// Builds the response to `help` on `path`: the backend's page for the empty path, the matching path's page
 /// otherwise, and `unsupported-path` when no path matches.
 pub fn respond<C>(backend: &Backend<C>, path: &str) -> Result<Response, Error> {
     if path.is_empty() {
@@ -33,7 +33,7 @@ pub fn respond<C>(backend: &Backend<C>, path: &str) -> Result<Response, Error> {
     })))
 }
 
-/// The help page of the whole backend: its description and every path with its synopsis.
+/// Writes the help page of the whole backend: its description and every path with its synopsis.
 pub fn backend_text<C>(backend: &Backend<C>) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "{}\n", backend.synopsis);
@@ -53,7 +53,7 @@ pub fn backend_text<C>(backend: &Backend<C>) -> String {
     text
 }
 
-/// The help page of one path, as requested through `request_path`.
+/// Writes the help page of one path, as requested through `request_path`.
 pub fn path_text<C>(path: &Path<C>, request_path: &str) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "Request:        {request_path}");

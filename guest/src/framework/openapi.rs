@@ -46,7 +46,7 @@ pub fn document<'a, C: 'a>(
     })
 }
 
-/// The kebab-case operation id, such as `kong-read-consumer`.
+/// Builds the kebab-case operation id, such as `kong-read-consumer`.
 pub fn operation_id(prefix: &str, verb: &str, suffix: &str) -> String {
     [prefix, verb, suffix]
         .iter()

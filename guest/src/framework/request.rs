@@ -59,7 +59,7 @@ pub struct Timestamp {
 pub struct Secret {
     /// Lease duration; 0 means the mount's default lease TTL.
     pub ttl_seconds: u64,
-    /// Longest total lifetime from the issue time; 0 means the mount's maximum lease TTL.
+    /// Maximum total lifetime from the issue time; 0 means the mount's maximum lease TTL.
     pub max_ttl_seconds: u64,
     pub renewable: bool,
     /// On renew: the extension the user asked for, 0 when none was given.
@@ -147,8 +147,8 @@ pub fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// A successful answer. Handlers return `Option<Response>`: `None` makes Vault answer 404 for
-/// a read or list and 204 for a write or delete.
+/// A successful result. Handlers return `Option<Response>`, and `None` makes Vault return 404
+/// for a read or list and 204 for a write or delete.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Response {
     pub data: Option<Map<String, Value>>,
@@ -170,7 +170,7 @@ impl Response {
     }
 
     /// Builds a list response: the entries under `keys`, as Vault expects. An empty list makes
-    /// Vault answer 404.
+    /// Vault return 404.
     pub fn list(keys: Vec<String>) -> Self {
         Self::data(serde_json::json!({ "keys": keys }))
     }

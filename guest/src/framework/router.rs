@@ -3,7 +3,7 @@
 //! Routing rules, in order:
 //! - `rollback` succeeds with no response on any path (this backend keeps no write-ahead log);
 //! - `renew` and `revoke` go to the secret type named in the lease's internal data;
-//! - `help` on the empty path answers for the whole backend, on a known path for that path;
+//! - `help` on the empty path returns the whole backend's help, on a known path that path's;
 //! - any other operation goes to the first path whose pattern matches, and then to that path's
 //!   handler for the operation. No matching path is `unsupported-path`; a path without the
 //!   operation is `unsupported-operation`.
@@ -110,7 +110,7 @@ impl<C> Path<C> {
     }
 }
 
-/// The answer to an existence check.
+/// The result of an existence check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Existence {
     /// False when the path has no existence check; Vault then treats a write as `update`.
@@ -127,7 +127,7 @@ pub struct Backend<C> {
     pub title: &'static str,
     /// One sentence starting with a verb.
     pub synopsis: &'static str,
-    /// What the backend does and what to configure first.
+    /// The backend's purpose and the configuration to write first.
     pub description: &'static str,
     pub paths: Vec<Path<C>>,
     pub secret_types: Vec<SecretType<C>>,
@@ -197,7 +197,7 @@ impl<C> Backend<C> {
         })
     }
 
-    /// The first path whose pattern matches `path`, with its captures.
+    /// Finds the first path whose pattern matches `path`, with its captures.
     pub fn route(&self, path: &str) -> Option<(&Path<C>, Captures)> {
         self.paths.iter().find_map(|candidate| {
             candidate

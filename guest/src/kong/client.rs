@@ -6,7 +6,7 @@
 //! - `GET /key-auths?tags={tag}`: finds a credential by a tag, to clean up after a failure;
 //! - `PATCH /consumers/{consumer}/key-auth/{id}` with `ttl`: Kong moves the key's expiry to now
 //!   plus `ttl` seconds;
-//! - `DELETE /consumers/{consumer}/key-auth/{id}`: Kong answers 404 when the consumer or the
+//! - `DELETE /consumers/{consumer}/key-auth/{id}`: Kong returns 404 when the consumer or the
 //!   credential is gone, which counts as deleted.
 //!
 //! Every path segment is percent-encoded, so any username Kong accepts works. The admin token
@@ -29,10 +29,10 @@ pub const KONG_MAX_TTL_SECONDS: u64 = 100_000_000;
 /// How much of a body that is not JSON a message quotes.
 const EXCERPT_CHARS: usize = 120;
 
-/// Why a call to Kong failed.
+/// The failure of a call to Kong.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum KongError {
-    /// Kong answered with an error status.
+    /// Kong returned an error status.
     #[error("kong returned {status}{} for {method} {url}: {message}", kind.as_ref().map(|kind| format!(" ({kind})")).unwrap_or_default())]
     Status {
         method: Method,
@@ -43,11 +43,11 @@ pub enum KongError {
         message: String,
     },
 
-    /// No answer arrived.
+    /// No response arrived.
     #[error(transparent)]
     Transport(#[from] TransportError),
 
-    /// Kong answered with success but a body the engine cannot use.
+    /// Kong returned success but a body the engine cannot use.
     #[error("kong returned an unexpected response for {method} {url}: {detail}")]
     InvalidResponse {
         method: Method,
@@ -65,8 +65,8 @@ impl KongError {
         }
     }
 
-    /// Whether Kong may have carried out the request even though no usable answer arrived, so
-    /// a created credential may exist.
+    /// Reports whether Kong may have carried out the request even though no usable response
+    /// arrived, so a created credential may exist.
     pub fn outcome_unknown(&self) -> bool {
         match self {
             Self::Status { .. } => false,
@@ -151,7 +151,7 @@ impl KeyAuth {
     }
 }
 
-/// What a delete found.
+/// The outcome of a delete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deletion {
     Deleted,
@@ -168,7 +168,7 @@ pub struct KongClient<'a> {
 
 impl<'a> KongClient<'a> {
     /// Builds a client. The base URL was checked when config/access was written, so a failure
-    /// here means storage holds an entry this engine did not write.
+    /// here means storage contains an entry this engine did not write.
     pub fn new(http: &'a dyn HttpClient, config: &'a AccessConfig) -> Result<Self, Error> {
         let base = Url::parse(&config.baseurl).map_err(|reason| {
             Error::internal(format!(
@@ -303,7 +303,7 @@ pub fn error_message(body: &[u8]) -> (Option<String>, String) {
     (None, excerpt(body))
 }
 
-/// The start of a body as one line of text, for messages.
+/// Shortens a body to the start of its text on one line, for messages.
 pub fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -337,7 +337,7 @@ pub fn encode_segment(segment: &str) -> String {
     encoded
 }
 
-/// Reverses [`encode_segment`]; `None` when `text` holds a malformed escape or the bytes are
+/// Reverses [`encode_segment`]; `None` when `text` contains a malformed escape or the bytes are
 /// not UTF-8.
 pub fn decode_segment(text: &str) -> Option<String> {
     let bytes = text.as_bytes();

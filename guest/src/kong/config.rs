@@ -84,7 +84,7 @@ pub fn load(env: &Env<'_>) -> Result<Option<AccessConfig>, Error> {
     load_json(env, STORAGE_KEY, "the kong access configuration")
 }
 
-/// Reads the configuration, or fails with a 400 that tells the user to write it.
+/// Reads the configuration, or fails with a 400 that asks the user to write it.
 pub fn require(env: &Env<'_>) -> Result<AccessConfig, Error> {
     load(env)?.ok_or_else(|| {
         Error::bad_request(

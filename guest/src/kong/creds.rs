@@ -8,8 +8,8 @@
 //! 3. Return `token` (the key) and `id` (the credential's UUID) with the lease.
 //!
 //! A credential that Kong created but the engine cannot return is deleted again before the
-//! error goes back: by its id when Kong's response was unusable, or by the request's tag when
-//! no response arrived after the request may have reached Kong.
+//! error is returned. When Kong's response was unusable, the engine deletes it by its id. When
+//! no response arrived but the request may have reached Kong, it deletes by the request's tag.
 //!
 //! Tags on each credential: `vault`, `vault-role-<username>`, `vault-mount-<accessor>` and
 //! `vault-request-<request id>`. Kong's tag filters take only letters, digits and `-._~`, so
