@@ -26,6 +26,34 @@ use crate::paging::{self, escape_uri};
 use crate::schema::{self, Schema, ACLS, CONSUMERS};
 use crate::store::{Ctx, Key, Store, Workspace};
 
+/// Kong's other top-level routes. The engine never calls them, so they answer 404 here rather
+/// than being taken for a workspace name.
+const KONG_ROUTES_NOT_EMULATED: &[&str] = &[
+    "admins",
+    "ca_certificates",
+    "certificates",
+    "clustering",
+    "config",
+    "debug",
+    "endpoints",
+    "key-sets",
+    "keys",
+    "metrics",
+    "plugins",
+    "rbac",
+    "routes",
+    "schemas",
+    "services",
+    "snis",
+    "status",
+    "tags",
+    "targets",
+    "timers",
+    "upstreams",
+    "vaults",
+    "workspaces",
+];
+
 /// One Admin API request, after the listener has read it.
 pub(crate) struct AdminRequest<'a> {
     pub(crate) method: &'a Method,
@@ -111,7 +139,10 @@ impl Admin {
             return self.root(request.method);
         }
 
-        // The first segment is a workspace unless it names a top-level collection.
+        // The first segment is a workspace unless it names a top-level route.
+        if KONG_ROUTES_NOT_EMULATED.contains(&raw[0]) {
+            return Err(ApiError::not_found());
+        }
         let (workspace_name, raw) = match schema::by_admin_name(raw[0]) {
             Some(_) => ("default".to_owned(), &raw[..]),
             None => (percent_decode(raw[0], false), &raw[1..]),
