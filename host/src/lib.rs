@@ -6,4 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod outbound;
+pub mod runtime;
 pub mod services;
+pub mod settings;

@@ -1,0 +1,128 @@
+//! Per-call cost of the runtime: a fresh store, instantiation, one export call and the drop,
+//! measured end to end through `Runtime::handle_request`.
+//!
+//! Run: `cargo bench -p vault-plugin-secrets-kong --bench call`. Prints the median, 90th and
+//! 99th percentile of each case, for `BENCHMARKS.md`. Cases:
+//!
+//! - `hostile echo`: the hostile test component answering `echo` (no imports used);
+//! - `hostile storage`: the same component doing put, get, list and delete on in-memory
+//!   storage;
+//! - `engine special-paths` and `engine help`: the embedded Kong engine, when the build
+//!   embedded it (skipped when the call fails, as with a stand-in component).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use vault_plugin_secrets_kong::runtime::{wit, Runtime};
+use vault_plugin_secrets_kong::services::{MemoryStorage, MountServices, StaticSystemView};
+use vault_plugin_secrets_kong::settings::Settings;
+
+static HOSTILE_GUEST: &[u8] = include_bytes!(env!("HOSTILE_GUEST_WASM"));
+
+const WARM_UP: usize = 200;
+const ITERATIONS: usize = 5_000;
+
+fn request(path: &str, operation: wit::Operation, data: serde_json::Value) -> wit::Request {
+    wit::Request {
+        id: "bench".to_string(),
+        operation,
+        path: path.to_string(),
+        data: data.to_string(),
+        secret: None,
+        headers: vec![],
+        mount_point: "kong/".to_string(),
+        mount_type: "kong".to_string(),
+        mount_accessor: "kong_bench".to_string(),
+        display_name: "bench".to_string(),
+        entity_id: String::new(),
+        client_token_accessor: String::new(),
+    }
+}
+
+fn services() -> MountServices {
+    MountServices {
+        storage: Arc::new(MemoryStorage::default()),
+        system_view: Arc::new(StaticSystemView::default()),
+    }
+}
+
+/// Times `ITERATIONS` sequential calls after a warm-up, and prints percentiles.
+async fn measure(name: &str, runtime: &Runtime, make: impl Fn() -> wit::Request) -> Option<()> {
+    let services = services();
+    for _ in 0..WARM_UP {
+        let result = runtime.handle_request(&services, make()).await;
+        if result.is_err() {
+            println!(
+                "{name:<24} skipped: {}",
+                result
+                    .err()
+                    .map(|error| error.to_string())
+                    .unwrap_or_default()
+            );
+            return None;
+        }
+    }
+    let mut samples: Vec<Duration> = Vec::with_capacity(ITERATIONS);
+    for _ in 0..ITERATIONS {
+        let request = make();
+        let started = Instant::now();
+        let result = runtime.handle_request(&services, request).await;
+        samples.push(started.elapsed());
+        assert!(result.is_ok(), "{name}: {result:?}");
+    }
+    samples.sort();
+    let percentile = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
+    println!(
+        "{name:<24} median {:>8.1} µs   p90 {:>8.1} µs   p99 {:>8.1} µs   ({ITERATIONS} calls)",
+        percentile(50).as_secs_f64() * 1e6,
+        percentile(90).as_secs_f64() * 1e6,
+        percentile(99).as_secs_f64() * 1e6,
+    );
+    Some(())
+}
+
+fn main() {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let settings = Settings::default();
+
+    tokio.block_on(async {
+        let started = Instant::now();
+        let hostile =
+            Runtime::from_component_bytes(HOSTILE_GUEST, &settings).expect("hostile component");
+        println!(
+            "hostile component prepared in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        measure("hostile echo", &hostile, || {
+            request("echo", wit::Operation::Read, json!({ "a": 1 }))
+        })
+        .await;
+        measure("hostile storage", &hostile, || {
+            request("storage", wit::Operation::Read, json!({ "key": "k" }))
+        })
+        .await;
+
+        let started = Instant::now();
+        match Runtime::new(&settings) {
+            Ok(engine) => {
+                println!(
+                    "embedded engine prepared in {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1e3
+                );
+                measure("engine help (root)", &engine, || {
+                    request("", wit::Operation::Help, json!({}))
+                })
+                .await;
+                measure("engine read consumer", &engine, || {
+                    request("consumers/app", wit::Operation::Read, json!({}))
+                })
+                .await;
+            }
+            Err(error) => println!("embedded engine skipped: {error:#}"),
+        }
+    });
+}
