@@ -78,8 +78,9 @@ pub struct HttpResponse {
 /// The failure that kept a response from arriving.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum TransportError {
-    /// The host's outbound policy blocked the request; `reason` is the host's explanation.
-    #[error("request to {url} was denied by the plugin's outbound policy: {reason}")]
+    /// The host's outbound policy blocked the request. `reason` is the host's explanation,
+    /// which names the policy and the setting that would allow the request.
+    #[error("request to {url} was denied: {reason}")]
     Denied { url: String, reason: String },
 
     /// No connection was made: DNS failure, connection refused, TLS handshake failure.

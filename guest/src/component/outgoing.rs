@@ -238,7 +238,7 @@ impl Exchange<'_> {
             ErrorCode::HttpRequestDenied => TransportError::Denied {
                 url,
                 reason: outbound::denial_reason()
-                    .unwrap_or_else(|| "the host gave no reason".to_string()),
+                    .unwrap_or_else(|| "the plugin's outbound policy gave no reason".to_string()),
             },
             ErrorCode::DnsTimeout | ErrorCode::ConnectionTimeout => self.timed_out(false),
             ErrorCode::ConnectionReadTimeout

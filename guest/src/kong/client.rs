@@ -484,7 +484,7 @@ mod tests {
             ),
             (
                 KongError::Transport(TransportError::Denied { url: "http://kong/".into(), reason: "origin http://kong is not allowed".into() }),
-                Error::coded(403, "request to http://kong/ was denied by the plugin's outbound policy: origin http://kong is not allowed"),
+                Error::coded(403, "request to http://kong/ was denied: origin http://kong is not allowed"),
             ),
             (
                 KongError::Transport(TransportError::Unreachable { url: "http://kong/".into(), detail: "connection refused".into() }),

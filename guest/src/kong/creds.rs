@@ -558,7 +558,7 @@ mod tests {
             test.call(creds("alice")),
             Err(Error::coded(
                 403,
-                "request to http://kong:8001/consumers/alice/key-auth was denied by the plugin's outbound policy: origin http://kong:8001 is not in the allow-list; the operator sets it with KONG_ALLOWED_ORIGINS"
+                "request to http://kong:8001/consumers/alice/key-auth was denied: origin http://kong:8001 is not in the allow-list; the operator sets it with KONG_ALLOWED_ORIGINS"
             ))
         );
     }
