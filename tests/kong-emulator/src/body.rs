@@ -201,7 +201,8 @@ mod tests {
 
     #[test]
     fn body_content_type_table() {
-        let cases: [(Option<&str>, &[u8], Result<Value, (u16, &str)>); 6] = [
+        type Expected = Result<Value, (u16, &'static str)>;
+        let cases: [(Option<&str>, &[u8], Expected); 6] = [
             (None, b"", Ok(json!({}))),
             (None, b"username=bob", Err((415, "Unsupported Media Type"))),
             (
