@@ -16,8 +16,9 @@ use crate::vault::VaultDevServer;
 /// File name of the plugin binary, which is also the command Vault runs.
 pub const PLUGIN_COMMAND: &str = "vault-plugin-secrets-kong";
 
-/// Name the tests and the demo register the plugin under in Vault's catalog.
-pub const PLUGIN_NAME: &str = "kong";
+/// Name the tests and the demo register the plugin under in Vault's catalog: the command's
+/// name, as the README's install steps use it.
+pub const PLUGIN_NAME: &str = PLUGIN_COMMAND;
 
 /// Version the plugin reports, with the leading `v` that `vault plugin register -version`
 /// compares against exactly.
