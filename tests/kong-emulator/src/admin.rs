@@ -9,9 +9,9 @@
 //! - `GET|POST /consumers/{c}/{credential}`, `GET|PUT|PATCH|DELETE /consumers/{c}/{credential}/{id}`
 //!   for `key-auth`, `basic-auth`, `hmac-auth`, `jwt` and `acls` (where `{id}` may be the group)
 //!
-//! The nested and global routes differ the way Kong's do: a nested route answers 404 when the
+//! The nested and global routes differ the way Kong's do. A nested route returns 404 when the
 //! consumer is missing, when the credential is missing or when it belongs to another consumer,
-//! while a global `DELETE` of a missing entity answers 204. A trailing slash is ignored.
+//! while a global `DELETE` of a missing entity returns 204. A trailing slash is ignored.
 
 use std::sync::Mutex;
 
@@ -26,7 +26,7 @@ use crate::paging::{self, escape_uri};
 use crate::schema::{self, Schema, ACLS, CONSUMERS};
 use crate::store::{Ctx, Key, Store, Workspace};
 
-/// Kong's other top-level routes. The engine never calls them, so they answer 404 here rather
+/// Kong's other top-level routes. The engine never calls them, so they return 404 here rather
 /// than being taken for a workspace name.
 const KONG_ROUTES_NOT_EMULATED: &[&str] = &[
     "admins",
@@ -241,7 +241,7 @@ impl Call<'_> {
         }
     }
 
-    /// `GET /consumers?custom_id=...` answers a one-page list without an offset.
+    /// Serves `GET /consumers?custom_id=...`, a one-page list without an offset.
     fn consumer_by_custom_id(self, custom_id: &str) -> Result<Reply, ApiError> {
         if custom_id.is_empty() {
             return Err(ApiError::message(
@@ -278,6 +278,8 @@ impl Call<'_> {
 
         let mut body = Map::new();
         body.insert("data".into(), Value::Array(data));
+        // NOTE: under a workspace prefix `next` leaves the prefix out, as Kong OSS builds it.
+        // Whether Kong Enterprise adds the prefix was not confirmed.
         let next = offset.as_ref().map(|offset| {
             let mut next = format!("{next_path}?offset={}", escape_uri(offset));
             if keep_filters {
@@ -464,7 +466,7 @@ impl Call<'_> {
         }
     }
 
-    /// Finds the consumer a nested route names, or answers 404.
+    /// Finds the consumer a nested route names, or returns a 404 error.
     fn consumer_id(&self, segment: &str) -> Result<String, ApiError> {
         self.workspace
             .find_consumer(segment, &self.ctx)
@@ -474,7 +476,7 @@ impl Call<'_> {
 
     /// Parses the write body and takes the `ttl` option out of it.
     ///
-    /// Only an entity with `ttl` support moves `ttl` into the options; for every other entity
+    /// Only an entity with `ttl` support moves `ttl` into the options. For every other entity
     /// it stays in the body, where validation rejects it as an unknown field.
     fn arguments(&self, schema: &Schema) -> Result<(Map<String, Value>, Option<Value>), ApiError> {
         let mut body = parse_write_body(self.request.content_type, self.request.body)?;

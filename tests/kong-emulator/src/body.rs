@@ -3,7 +3,7 @@
 //! Like Kong's Admin API, writes accept JSON, form-urlencoded and multipart bodies. A body of
 //! any other type gets 415, and JSON that does not parse to an object gets 400. Form values are
 //! strings, dotted names build nested objects (`consumer.id=...`), and `name[]` or a repeated
-//! name builds an array; which is why a `ttl` sent in a form is a string and Kong rejects it.
+//! name builds an array. So a `ttl` sent in a form is a string, and Kong rejects it.
 
 use serde_json::{Map, Value};
 

@@ -185,7 +185,7 @@ impl Emulator {
     }
 
     /// Stores an entity as `POST /{collection}` would, bypassing the admin token, faults and
-    /// DB-less mode; this is how a test gives a DB-less node its declarative configuration.
+    /// DB-less mode. This is how a test gives a DB-less node its declarative configuration.
     ///
     /// `collection` is a top-level Admin API collection (`consumers`, `key-auths`, ...), and a
     /// credential names its consumer with `{"consumer": {"id": ...}}`. Returns the stored entity.

@@ -1,7 +1,7 @@
 //! Kong's error responses.
 //!
 //! Endpoint-level errors are `{"message": "..."}`. Errors from Kong's DAO layer are objects with
-//! `code`, `name`, `message` and, depending on the code, `fields` or `options`; the HTTP status
+//! `code`, `name`, `message` and, depending on the code, `fields` or `options`. The HTTP status
 //! follows from the code. Messages are built the way Kong 3.x's `kong/db/errors.lua` builds them,
 //! including the Lua-table rendering of keys such as `'{username="bob"}'`.
 
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-/// Per-field error messages, keyed by field name; `@entity` holds entity-level messages.
+/// Per-field error messages, keyed by field name. The `@entity` key contains entity-level messages.
 pub(crate) type FieldErrors = BTreeMap<String, Value>;
 
 /// An Admin API error response.

@@ -1,6 +1,6 @@
 //! Fault injection for the Admin API listener, switched on and off by tests while it runs.
 //!
-//! Each `*_next(n, ..)` fault answers the next `n` Admin API requests instead of the Admin API.
+//! Each `*_next(n, ..)` fault responds to the next `n` Admin API requests in place of the Admin API.
 //! When several are armed, one request consumes one of them, in this order: dropped connection,
 //! chosen status, body that is not JSON, oversized body, redirect. Added latency applies to every
 //! request, faulted or not, before it is answered.
@@ -32,13 +32,13 @@ struct FaultState {
 pub(crate) enum Fault {
     /// Close the connection without writing a response.
     Drop,
-    /// Answer with this status and Kong's generic error body for it.
+    /// Respond with this status and Kong's generic error body for it.
     Status(u16),
-    /// Answer 200 with an HTML body.
+    /// Respond 200 with an HTML body.
     NonJson,
-    /// Answer 200 with a JSON body of this many bytes.
+    /// Respond 200 with a JSON body of this many bytes.
     Oversized(usize),
-    /// Answer 307 with this `Location`.
+    /// Respond 307 with this `Location`.
     Redirect(String),
 }
 
@@ -48,7 +48,7 @@ impl Faults {
         self.lock().latency = latency;
     }
 
-    /// Answers the next `n` Admin API requests with `status` and a `{"message": ...}` body.
+    /// Responds to the next `n` Admin API requests with `status` and a `{"message": ...}` body.
     pub fn fail_next(&self, n: u32, status: u16) {
         let mut state = self.lock();
         state.fail = n;
@@ -60,22 +60,22 @@ impl Faults {
         self.lock().drop = n;
     }
 
-    /// Answers the next `n` Admin API requests with 200 and an HTML body.
+    /// Responds to the next `n` Admin API requests with 200 and an HTML body.
     pub fn non_json_next(&self, n: u32) {
         self.lock().non_json = n;
     }
 
-    /// Answers the next `n` Admin API requests with 200 and a JSON body of `bytes` bytes.
+    /// Responds to the next `n` Admin API requests with 200 and a JSON body of `bytes` bytes.
     pub fn oversized_next(&self, n: u32, bytes: usize) {
         let mut state = self.lock();
         state.oversized = n;
         state.oversized_bytes = bytes;
     }
 
-    /// Answers the next `n` Admin API requests with 307 and `Location: location`.
+    /// Responds to the next `n` Admin API requests with 307 and `Location: location`.
     ///
     /// 307 keeps the method and body, so a client that follows redirects would replay a write
-    /// to the other origin; a test can prove that the client does not.
+    /// to the other origin. A test can prove that the client does not.
     pub fn redirect_next(&self, n: u32, location: impl Into<String>) {
         let mut state = self.lock();
         state.redirect = n;

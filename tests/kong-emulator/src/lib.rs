@@ -5,9 +5,9 @@
 //! basic-auth, hmac-auth, jwt and acls credentials (nested under a consumer and global), and
 //! `GET /`. Status codes, error JSON, pagination, tag filters, key `ttl` expiry and cascade
 //! delete follow Kong Gateway 3.x with a Postgres database. Start options add what an Enterprise
-//! node or a DB-less node does differently: an RBAC token header, workspaces as a path prefix, a
-//! mode where every write is rejected, TLS with an optional client certificate, and the version
-//! that `GET /` reports.
+//! node or a DB-less node does differently. They set an RBAC token header, workspaces as a path
+//! prefix, a mode where every write is rejected, TLS with an optional client certificate, and the
+//! version that `GET /` reports.
 //!
 //! # Contract
 //! - [`Emulator::start`] binds `127.0.0.1` only (port 0 unless the options name one), once for

@@ -18,7 +18,7 @@ pub(crate) struct ProxyReply {
     pub(crate) headers: Vec<(&'static str, String)>,
 }
 
-/// Answers one proxy request.
+/// Serves one proxy request.
 pub(crate) fn handle(
     store: &Store,
     now_ms: i64,

@@ -103,7 +103,7 @@ pub(crate) struct Schema {
     pub(crate) check: EntityCheck,
     /// basic-auth stores SHA-1(password + consumer id) in place of the password.
     pub(crate) hashes_password: bool,
-    /// acls: a consumer holds each group once. Kong enforces this with a unique `cache_key`
+    /// acls: a consumer has each group once. Kong enforces this with a unique `cache_key`
     /// column that is not a schema field, so a duplicate fails as a primary key violation.
     pub(crate) unique_per_consumer: Option<&'static str>,
 }

@@ -1,6 +1,6 @@
 //! The two listeners: accept loops, optional TLS, and the HTTP services.
 //!
-//! An Admin API request is first recorded, then delayed by any added latency, then answered by
+//! An Admin API request is first recorded, then delayed by any added latency, then served by
 //! an armed fault if there is one, then checked for the admin token, and only then routed. The
 //! proxy listener has no faults, no token and no request log.
 

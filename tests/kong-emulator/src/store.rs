@@ -1,6 +1,6 @@
 //! In-memory storage with the semantics of Kong's DAO over Postgres.
 //!
-//! Each workspace holds one table per schema, keyed and ordered by `id`. A write runs Kong's
+//! Each workspace has one table per schema, keyed and ordered by `id`. A write runs Kong's
 //! steps in Kong's order: defaults and auto fields, foreign key resolution, schema validation,
 //! the password transformation, the `ttl` option, and only then the storage write, where DB-less
 //! mode fails and where unique, primary key and foreign key constraints are checked.
@@ -326,8 +326,8 @@ impl Workspace {
     ///
     /// The path value wins over the same field in `body`. A replaced entity keeps its `id` and
     /// `created_at`; every other field comes from `body` or its default.
-    // NOTE: a replace without `ttl` removes any expiry, on the reading that Kong's upsert writes
-    // every column, `ttl` included; this was not confirmed against a running Kong.
+    // NOTE: a replace without `ttl` removes any expiry, because Kong's upsert appears to write
+    // every column, `ttl` included. This was not confirmed against a running Kong.
     pub(crate) fn upsert(
         &mut self,
         schema: &Schema,

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 const MISSING_ID: &str = "00000000-0000-4000-8000-000000000000";
 
-/// Each type's nested name, global name and a valid creation body.
+/// Returns each type's nested name, global name and a valid creation body.
 fn credential_types() -> [(&'static str, &'static str, Value); 4] {
     [
         (

@@ -48,12 +48,12 @@ pub struct Api {
 }
 
 impl Api {
-    /// A client for the emulator's Admin API, following no redirects.
+    /// Creates a client for the emulator's Admin API that follows no redirects.
     pub fn admin(emulator: &Emulator) -> Api {
         Api::new(emulator.admin_url(), plain_client())
     }
 
-    /// A client for the emulator's proxy.
+    /// Creates a client for the emulator's proxy.
     pub fn proxy(emulator: &Emulator) -> Api {
         Api::new(emulator.proxy_url(), plain_client())
     }
@@ -150,7 +150,7 @@ fn read(response: reqwest::blocking::Response) -> reqwest::Result<Reply> {
     })
 }
 
-/// A blocking client that follows no redirects, so tests see the emulator's own answers.
+/// Builds a blocking client that follows no redirects, so tests see the emulator's own responses.
 pub fn plain_client() -> Client {
     Client::builder()
         .redirect(reqwest::redirect::Policy::none())
