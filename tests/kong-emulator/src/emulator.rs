@@ -177,6 +177,12 @@ impl Emulator {
         self.shared.admin.clock.advance(by);
     }
 
+    /// Stops emulator time from following the system clock, so that only
+    /// [`advance_clock`](Emulator::advance_clock) moves it and remaining `ttl` values are exact.
+    pub fn pause_clock(&self) {
+        self.shared.admin.clock.pause();
+    }
+
     /// Returns every live (unexpired) key-auth credential of every workspace, as the Admin API
     /// renders it, for "nothing left behind" assertions.
     pub fn key_auth_credentials(&self) -> Vec<Value> {

@@ -15,7 +15,7 @@
 //!   so sync and async tests can use it alike. Dropping the [`Emulator`] stops both listeners and
 //!   joins that thread.
 //! - Time is the system clock plus an offset that [`Emulator::advance_clock`] moves, so tests of
-//!   `ttl` expiry never sleep.
+//!   `ttl` expiry never sleep. [`Emulator::pause_clock`] stops it from following the system clock.
 //! - [`Faults`] change only the Admin API listener, and only while a test has them switched on.
 //! - [`Emulator::requests`] lists every Admin API request in arrival order, including those that
 //!   a fault answered or dropped.

@@ -364,6 +364,7 @@ fn key_auth_ttl_expires_everywhere() {
     let emulator = start();
     let api = Api::admin(&emulator);
     let proxy = Api::proxy(&emulator);
+    emulator.pause_clock();
     create_consumer(&api, "bob");
     let created = api.post(
         "/consumers/bob/key-auth",
@@ -373,10 +374,13 @@ fn key_auth_ttl_expires_everywhere() {
 
     emulator.advance_clock(Duration::from_millis(4500));
     let halfway = api.get(&format!("/key-auths/{id}"));
-    emulator.advance_clock(Duration::from_secs(6));
+    emulator.advance_clock(Duration::from_millis(5500));
+    let last_moment = api.get(&format!("/key-auths/{id}"));
+    emulator.advance_clock(Duration::from_millis(1));
 
     assert_eq!(created.body["ttl"], 10, "{created:?}");
     assert_eq!(halfway.body["ttl"], 5, "{halfway:?}");
+    assert_eq!(last_moment.body["ttl"], 0, "{last_moment:?}");
     for path in [
         format!("/key-auths/{id}"),
         "/key-auths/short".to_owned(),
@@ -408,6 +412,7 @@ fn key_auth_ttl_expires_everywhere() {
 fn key_auth_patch_ttl_moves_expiry() {
     let emulator = start();
     let api = Api::admin(&emulator);
+    emulator.pause_clock();
     create_consumer(&api, "bob");
     let id = api
         .post("/consumers/bob/key-auth", json!({ "ttl": 10 }))
@@ -417,9 +422,9 @@ fn key_auth_patch_ttl_moves_expiry() {
         .to_owned();
     let path = format!("/consumers/bob/key-auth/{id}");
 
-    emulator.advance_clock(Duration::from_millis(8500));
+    emulator.advance_clock(Duration::from_secs(8));
     let renewed = api.patch(&path, json!({ "ttl": 10 }));
-    emulator.advance_clock(Duration::from_millis(8500));
+    emulator.advance_clock(Duration::from_secs(9));
     let still_live = api.get(&path);
     emulator.advance_clock(Duration::from_secs(2));
     let expired = api.get(&path);
@@ -435,6 +440,7 @@ fn key_auth_patch_ttl_moves_expiry() {
 fn key_auth_patch_without_ttl_keeps_expiry() {
     let emulator = start();
     let api = Api::admin(&emulator);
+    emulator.pause_clock();
     create_consumer(&api, "bob");
     let id = api
         .post("/consumers/bob/key-auth", json!({ "ttl": 10 }))
