@@ -3,7 +3,7 @@
 //! Each `*_next(n, ..)` fault responds to the next `n` Admin API requests in place of the Admin API.
 //! When several are armed, one request consumes one of them, in this order: dropped connection,
 //! chosen status, body that is not JSON, oversized body, redirect. Added latency applies to every
-//! request, faulted or not, before it is answered.
+//! request, faulted or not, before the response is sent.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

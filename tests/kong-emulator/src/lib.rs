@@ -11,7 +11,7 @@
 //!
 //! # Contract
 //! - [`Emulator::start`] binds `127.0.0.1` only (port 0 unless the options name one), once for
-//!   the Admin API and once for the proxy, and serves both from its own thread and tokio runtime,
+//!   the Admin API and once for the proxy. It serves both from its own thread and tokio runtime,
 //!   so sync and async tests can use it alike. Dropping the [`Emulator`] stops both listeners and
 //!   joins that thread.
 //! - Time is the system clock plus an offset that [`Emulator::advance_clock`] moves, so tests of

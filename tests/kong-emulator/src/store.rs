@@ -2,8 +2,8 @@
 //!
 //! Each workspace has one table per schema, keyed and ordered by `id`. A write runs Kong's
 //! steps in Kong's order: defaults and auto fields, foreign key resolution, schema validation,
-//! the password transformation, the `ttl` option, and only then the storage write, where DB-less
-//! mode fails and where unique, primary key and foreign key constraints are checked.
+//! the password transformation, the `ttl` option, and only then the storage write. At the
+//! storage write DB-less mode fails, and unique, primary key and foreign key constraints apply.
 //!
 //! Rows of an entity with `ttl` carry an absolute expiry in milliseconds. Reads never return an
 //! expired row, and `ttl` in a response is the whole seconds left, rounded down, as Kong's
