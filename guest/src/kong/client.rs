@@ -10,7 +10,10 @@
 //!   credential is gone, which counts as deleted.
 //!
 //! Every path segment is percent-encoded, so any username Kong accepts works. The admin token
-//! goes only into the configured header, and no message or log line holds it or a key.
+//! goes only into the configured header, and no message or log line contains it or a key.
+//!
+//! NOTE: Kong reads a path segment that is a valid UUID as an id, so a consumer whose
+//! username looks like a UUID cannot be addressed by its username here.
 //!
 //! Error mapping, done once in `From<KongError> for Error`: a Kong 4xx becomes a 400 and a Kong
 //! 5xx a 502, both naming Kong's status and message; an unreachable Kong is a 502, a timeout a
