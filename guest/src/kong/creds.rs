@@ -10,6 +10,8 @@
 //! A credential that Kong created but the engine cannot return is deleted again before the
 //! error is returned. When Kong's response was unusable, the engine deletes it by its id. When
 //! no response arrived but the request may have reached Kong, it deletes by the request's tag.
+//! That lookup has its own `request_timeout`, so after a timed-out create the error arrives
+//! after up to twice `request_timeout`.
 //!
 //! Tags on each credential: `vault`, `vault-role-<username>`, `vault-mount-<accessor>` and
 //! `vault-request-<request id>`. Kong's tag filters take only letters, digits and `-._~`, so
