@@ -231,7 +231,7 @@ async fn declared_oversized_body_is_refused() {
     let server = TestServer::start("127.0.0.1").await;
     let runtime = hostile_runtime(&settings(&["--max-response-body-bytes=1KiB"]));
     let data = fetch(&runtime, &server.url("/big?bytes=4096")).await;
-    assert_eq!(data["error"], json!("HttpResponseBodySize"), "{data}");
+    assert_eq!(data["error_detail"], json!("ErrorCode::HttpResponseBodySize(Some(1024))"), "the payload is the cap: {data}");
 
     let within = fetch(&runtime, &server.url("/big?bytes=1024")).await;
     assert_eq!(

@@ -162,9 +162,11 @@ impl Client {
             }
         };
 
+        // Both here and in the body, the error's payload is the operator's cap, which is the
+        // number a user's error message needs.
         if let Some(length) = declared_length(&response) {
             if length > limits.response_body_bytes {
-                return Err(Error::HttpResponseBodySize(Some(length)).into());
+                return Err(Error::HttpResponseBodySize(Some(limits.response_body_bytes)).into());
             }
         }
         let response = response.map(|incoming| CappedBody::new(incoming, &limits).boxed_unsync());

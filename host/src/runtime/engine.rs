@@ -24,10 +24,12 @@ const MEMORIES_PER_COMPONENT: u32 = 2;
 const TABLES_PER_COMPONENT: u32 = 4;
 
 /// Builds the engine with one pool slot per concurrent call.
+///
+/// The memory cap is enforced by each store's resource limiter, not by the pool's slot size:
+/// the limiter also sees the initial memory of an instance, so a cap below what the component
+/// needs to start fails as "out of memory" at the call, rather than as a compile error.
 pub fn build(settings: &Settings) -> anyhow::Result<Engine> {
     let slots = settings.max_concurrent_calls;
-    let max_memory_bytes = usize::try_from(settings.max_memory_bytes)
-        .context("--max-memory-bytes does not fit this platform's address space")?;
 
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
@@ -37,8 +39,7 @@ pub fn build(settings: &Settings) -> anyhow::Result<Engine> {
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .total_tables(slots * TABLES_PER_COMPONENT)
         .max_tables_per_component(TABLES_PER_COMPONENT)
-        .total_stacks(slots)
-        .max_memory_size(max_memory_bytes);
+        .total_stacks(slots);
 
     let mut config = Config::new();
     config

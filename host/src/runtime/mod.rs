@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use tokio::sync::watch;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
@@ -56,7 +57,7 @@ static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("KONG_ENGINE_WASM"));
 /// `Arc`.
 pub struct Runtime {
     engine: Engine,
-    pre: VaultBackendPre<CallState>,
+    prepared: Prepared,
     client: Arc<Client>,
     gate: ConcurrencyGate,
     ticks: Arc<AtomicU64>,
@@ -66,6 +67,25 @@ pub struct Runtime {
     max_outbound_requests: u32,
     // Last, so that the ticker thread stops after everything else is dropped.
     _ticker: engine::Ticker,
+}
+
+/// The compiled component with its imports linked, once it is ready, or why it failed.
+type Prepared = watch::Receiver<Option<Result<VaultBackendPre<CallState>, String>>>;
+
+/// Compiles `bytes` and links every import.
+fn prepare(engine: &Engine, bytes: &[u8]) -> anyhow::Result<VaultBackendPre<CallState>> {
+    let component = Component::new(engine, bytes)
+        .map_err(anyhow::Error::from)
+        .context("failed to compile the component")?;
+    let mut linker = Linker::new(engine);
+    bindings::add_to_linker(&mut linker).context("failed to link the component's imports")?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(anyhow::Error::from)
+        .context("the component needs an import the host does not provide")?;
+    VaultBackendPre::new(pre)
+        .map_err(anyhow::Error::from)
+        .context("the component does not export the vault-backend world")
 }
 
 /// One export call with its arguments.
@@ -102,28 +122,50 @@ enum Returned {
 
 impl Runtime {
     /// Prepares the Kong engine embedded in this binary.
+    ///
+    /// Compiling the component takes a few hundred milliseconds, so it runs on a background
+    /// thread and this returns at once; calls wait until the compiled component is ready. A
+    /// compilation failure fails every call with [`CallError::Instantiation`].
     pub fn new(settings: &Settings) -> anyhow::Result<Arc<Runtime>> {
-        Runtime::from_component_bytes(EMBEDDED_COMPONENT, settings)
-            .context("failed to prepare the embedded Kong engine component")
+        let engine = engine::build(settings)?;
+        let (ready, prepared) = watch::channel(None);
+        std::thread::Builder::new()
+            .name("compile-engine".to_string())
+            .spawn({
+                let engine = engine.clone();
+                move || {
+                    let started = Instant::now();
+                    let result = prepare(&engine, EMBEDDED_COMPONENT)
+                        .context("failed to prepare the embedded Kong engine component")
+                        .map_err(|error| format!("{error:#}"));
+                    match &result {
+                        Ok(_) => tracing::debug!(
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "engine component compiled"
+                        ),
+                        Err(error) => tracing::error!(%error, "engine component failed to compile"),
+                    }
+                    let _ = ready.send(Some(result));
+                }
+            })
+            .context("failed to start the thread that compiles the engine component")?;
+        Runtime::assemble(engine, prepared, settings)
     }
 
-    /// Prepares any component of the `vault-backend` world, such as a test component.
+    /// Prepares any component of the `vault-backend` world, such as a test component, and
+    /// compiles it before returning.
     pub fn from_component_bytes(bytes: &[u8], settings: &Settings) -> anyhow::Result<Arc<Runtime>> {
         let engine = engine::build(settings)?;
-        let component = Component::new(&engine, bytes)
-            .map_err(anyhow::Error::from)
-            .context("failed to compile the component")?;
+        let pre = prepare(&engine, bytes)?;
+        let (_, prepared) = watch::channel(Some(Ok(pre)));
+        Runtime::assemble(engine, prepared, settings)
+    }
 
-        let mut linker = Linker::new(&engine);
-        bindings::add_to_linker(&mut linker).context("failed to link the component's imports")?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(anyhow::Error::from)
-            .context("the component needs an import the host does not provide")?;
-        let pre = VaultBackendPre::new(pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not export the vault-backend world")?;
-
+    fn assemble(
+        engine: Engine,
+        prepared: Prepared,
+        settings: &Settings,
+    ) -> anyhow::Result<Arc<Runtime>> {
         let client = Arc::new(Client {
             policy: Policy::from_settings(settings),
             limits: Limits::from_settings(settings),
@@ -136,7 +178,7 @@ impl Runtime {
         Ok(Arc::new(Runtime {
             ticks: ticker.ticks(),
             engine,
-            pre,
+            prepared,
             client,
             gate: ConcurrencyGate::new(settings.max_concurrent_calls, settings.max_queue_wait),
             max_memory_bytes: settings.max_memory_bytes,
@@ -211,6 +253,10 @@ impl Runtime {
     /// Runs one call within the concurrency and wall-clock bounds, and logs a failure.
     async fn call(&self, services: MountServices, call: Call) -> Result<Returned, CallError> {
         let function = call.name();
+        let pre = self
+            .compiled()
+            .await
+            .inspect_err(|error| tracing::warn!(function, %error, "engine call failed"))?;
         let _slot = self
             .gate
             .enter()
@@ -223,13 +269,17 @@ impl Runtime {
 
         let started = Instant::now();
         // The store lives inside this future, so a timeout drops the instance with it.
-        let result =
-            match tokio::time::timeout(self.max_call_duration, self.run(services, call)).await {
-                Ok(result) => result,
-                Err(_) => Err(CallError::Timeout {
-                    limit: self.max_call_duration,
-                }),
-            };
+        let result = match tokio::time::timeout(
+            self.max_call_duration,
+            self.run(&pre, services, call),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout {
+                limit: self.max_call_duration,
+            }),
+        };
         let elapsed_us = started.elapsed().as_micros() as u64;
         match &result {
             Ok(_) => tracing::debug!(function, elapsed_us, "engine call finished"),
@@ -238,8 +288,33 @@ impl Runtime {
         result
     }
 
+    /// Waits until the component is compiled and returns it.
+    async fn compiled(&self) -> Result<VaultBackendPre<CallState>, CallError> {
+        let mut prepared = self.prepared.clone();
+        let ready =
+            prepared
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| CallError::Instantiation {
+                    message: "the thread compiling the component stopped without a result"
+                        .to_string(),
+                })?;
+        match ready.as_ref() {
+            Some(Ok(pre)) => Ok(pre.clone()),
+            Some(Err(message)) => Err(CallError::Instantiation {
+                message: message.clone(),
+            }),
+            None => unreachable!("wait_for returns a compiled component or an error"),
+        }
+    }
+
     /// Instantiates the component in a fresh store and calls one export.
-    async fn run(&self, services: MountServices, call: Call) -> Result<Returned, CallError> {
+    async fn run(
+        &self,
+        pre: &VaultBackendPre<CallState>,
+        services: MountServices,
+        call: Call,
+    ) -> Result<Returned, CallError> {
         let outbound = Arc::new(CallOutbound::default());
         let hooks = OutboundHooks::new(
             Arc::clone(&self.client),
@@ -263,7 +338,7 @@ impl Runtime {
             Err(exhausted) => Err(exhausted.into()),
         });
 
-        let result = match self.pre.instantiate_async(&mut store).await {
+        let result = match pre.instantiate_async(&mut store).await {
             Ok(instance) => call_export(&instance, &mut store, call).await,
             Err(error) if store.data().memory.denied() || error.is::<CpuBudgetExhausted>() => {
                 Err(error)

@@ -212,6 +212,7 @@ fn fetch(data: &Value) -> Value {
         }
         Err(error) => {
             outcome.insert("error".into(), json!(error_name(&error)));
+            outcome.insert("error_detail".into(), json!(format!("{error:?}")));
         }
     }
     outcome.insert(
