@@ -4,11 +4,15 @@
 //! Run: `cargo bench -p vault-plugin-secrets-kong --bench call`. Prints the median, 90th and
 //! 99th percentile of each case, for `BENCHMARKS.md`. Cases:
 //!
-//! - `hostile echo`: the hostile test component answering `echo` (no imports used);
+//! - `hostile echo`: the hostile test component returning `echo` data (no imports used);
 //! - `hostile storage`: the same component doing put, get, list and delete on in-memory
 //!   storage;
-//! - `engine special-paths` and `engine help`: the embedded Kong engine, when the build
-//!   embedded it (skipped when the call fails, as with a stand-in component).
+//! - `engine help (root)` and `engine read consumer`: the embedded Kong engine rendering the
+//!   root help with its OpenAPI document, and reading a role that does not exist (one storage
+//!   get). Skipped when the calls fail.
+//!
+//! It also prints how long `Runtime::new` takes and when the first call of the embedded
+//! engine finishes, which includes compiling the component.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,8 +114,14 @@ fn main() {
         match Runtime::new(&settings) {
             Ok(engine) => {
                 println!(
-                    "embedded engine prepared in {:.1} ms",
+                    "embedded engine: Runtime::new returned in {:.1} ms",
                     started.elapsed().as_secs_f64() * 1e3
+                );
+                let first = engine.special_paths().await;
+                println!(
+                    "embedded engine: first call (waits for compilation) done after {:.1} ms: {}",
+                    started.elapsed().as_secs_f64() * 1e3,
+                    if first.is_ok() { "ok" } else { "failed" }
                 );
                 measure("engine help (root)", &engine, || {
                     request("", wit::Operation::Help, json!({}))

@@ -69,8 +69,8 @@ pub struct Settings {
     )]
     pub outbound_ca_file: Option<PathBuf>,
 
-    /// Longest time to establish a connection (TCP and TLS), such as `10s` or `500ms`. The
-    /// engine may ask for less, never for more.
+    /// Maximum time to establish a connection (DNS, TCP and TLS), such as `10s` or `500ms`.
+    /// The engine may request less, never more.
     #[arg(
         long = "max-connect-timeout",
         env = "KONG_SECRETS_MAX_CONNECT_TIMEOUT",
@@ -80,7 +80,7 @@ pub struct Settings {
     )]
     pub max_connect_timeout: Duration,
 
-    /// Longest wait for the response headers after the request was sent.
+    /// Maximum wait for the response headers after the request was sent.
     #[arg(
         long = "max-first-byte-timeout",
         env = "KONG_SECRETS_MAX_FIRST_BYTE_TIMEOUT",
@@ -90,7 +90,7 @@ pub struct Settings {
     )]
     pub max_first_byte_timeout: Duration,
 
-    /// Longest silence between two chunks of a response body.
+    /// Maximum silence between two chunks of a response body.
     #[arg(
         long = "max-between-bytes-timeout",
         env = "KONG_SECRETS_MAX_BETWEEN_BYTES_TIMEOUT",
@@ -100,7 +100,7 @@ pub struct Settings {
     )]
     pub max_between_bytes_timeout: Duration,
 
-    /// Largest response body the engine may receive, in bytes (suffixes KiB, MiB, GiB).
+    /// Maximum size of a response body the engine may receive, in bytes (suffixes KiB, MiB, GiB).
     #[arg(
         long = "max-response-body-bytes",
         env = "KONG_SECRETS_MAX_RESPONSE_BODY_BYTES",
@@ -110,7 +110,7 @@ pub struct Settings {
     )]
     pub max_response_body_bytes: u64,
 
-    /// Most outbound requests the engine may send while handling one Vault request.
+    /// Maximum number of outbound requests the engine may send while handling one Vault request.
     #[arg(
         long = "max-outbound-requests-per-call",
         env = "KONG_SECRETS_MAX_OUTBOUND_REQUESTS_PER_CALL",
@@ -120,7 +120,7 @@ pub struct Settings {
     )]
     pub max_outbound_requests_per_call: u32,
 
-    /// Largest linear memory of one engine instance, in bytes (suffixes KiB, MiB, GiB).
+    /// Maximum linear memory of one engine instance, in bytes (suffixes KiB, MiB, GiB).
     #[arg(
         long = "max-memory-bytes",
         env = "KONG_SECRETS_MAX_MEMORY_BYTES",
@@ -141,7 +141,7 @@ pub struct Settings {
     )]
     pub max_cpu_time: Duration,
 
-    /// Longest time one Vault request may take in the engine, waiting included.
+    /// Maximum time one Vault request may take in the engine, waiting included.
     #[arg(
         long = "max-call-duration",
         env = "KONG_SECRETS_MAX_CALL_DURATION",
@@ -151,8 +151,8 @@ pub struct Settings {
     )]
     pub max_call_duration: Duration,
 
-    /// Most Vault requests the engine handles at once. Each one holds an instance with up to
-    /// --max-memory-bytes of memory.
+    /// Maximum number of Vault requests the engine handles at once. Each one uses an instance
+    /// with up to --max-memory-bytes of memory.
     #[arg(
         long = "max-concurrent-calls",
         env = "KONG_SECRETS_MAX_CONCURRENT_CALLS",
@@ -186,7 +186,7 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Whether the operator left the origin allow-list empty, so any origin is allowed.
+    /// Returns whether the operator left the origin allow-list empty, so any origin is allowed.
     pub fn outbound_policy_is_open(&self) -> bool {
         self.allowed_origins.is_empty()
     }

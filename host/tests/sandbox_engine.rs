@@ -1,7 +1,7 @@
 //! The Kong engine inside the sandbox: `config/access` pointed where the operator's policy
 //! or limits stop it. Each case asserts the error the Vault user sees and that the next
-//! request is served. The Kong emulator listens on 127.0.0.1; 127.0.0.2 stands in for an
-//! origin the engine must never reach, and names come from the settings' static host table.
+//! request is served. The Kong emulator listens on 127.0.0.1. 127.0.0.2 is the origin the
+//! engine must never reach, and names come from the settings' static host table.
 
 mod sandbox_support;
 

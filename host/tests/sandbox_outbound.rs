@@ -1,6 +1,6 @@
 //! The outbound policy end to end: the hostile component sends requests through the host to
-//! loopback servers. 127.0.0.1 stands in for an allowed address and 127.0.0.2 for a denied
-//! one; names come from the settings' static host table, never from real DNS.
+//! loopback servers. 127.0.0.1 is the allowed address and 127.0.0.2 the denied one. Names
+//! come from the settings' static host table, never from real DNS.
 
 mod sandbox_support;
 
@@ -199,7 +199,7 @@ async fn closed_port_is_network_failure() {
 async fn slow_first_byte_times_out() {
     let server = TestServer::start("127.0.0.1").await;
     let runtime = hostile_runtime(&settings(&["--max-first-byte-timeout=200ms"]));
-    // The component asks for 30 s; the operator's maximum of 200 ms wins.
+    // The component requests 30 s, and the operator's maximum of 200 ms wins.
     let data = call(
         &runtime,
         "fetch",
@@ -231,7 +231,11 @@ async fn declared_oversized_body_is_refused() {
     let server = TestServer::start("127.0.0.1").await;
     let runtime = hostile_runtime(&settings(&["--max-response-body-bytes=1KiB"]));
     let data = fetch(&runtime, &server.url("/big?bytes=4096")).await;
-    assert_eq!(data["error_detail"], json!("ErrorCode::HttpResponseBodySize(Some(1024))"), "the payload is the cap: {data}");
+    assert_eq!(
+        data["error_detail"],
+        json!("ErrorCode::HttpResponseBodySize(Some(1024))"),
+        "the payload is the cap: {data}"
+    );
 
     let within = fetch(&runtime, &server.url("/big?bytes=1024")).await;
     assert_eq!(
@@ -306,4 +310,30 @@ async fn denial_reason_is_per_call() {
         json!(null),
         "a reason leaked into the next call: {unrelated}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fetches_no_spurious_failures() {
+    let server = TestServer::start("127.0.0.1").await;
+    let allowed = format!("--allowed-origins={}", server.origin());
+    let runtime = hostile_runtime(&settings(&[&allowed]));
+
+    // 8 tasks of 25 calls, each call sending 4 requests: 800 requests in all.
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let runtime = runtime.clone();
+        let url = server.url("/ok");
+        tasks.push(tokio::spawn(async move {
+            for round in 0..25 {
+                let data = call(&runtime, "flood", json!({ "url": url, "count": 4 }))
+                    .await
+                    .unwrap_or_else(|error| panic!("task {task} round {round}: {error}"));
+                assert_eq!(data["outcomes"], json!({ "200": 4 }), "task {task} round {round}: {data}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("fetch task");
+    }
+    assert_eq!(server.received().len(), 800, "requests the server received");
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// A TLS server on 127.0.0.1 for the name `tls.test`, answering every request with `secure`.
+/// A TLS server on 127.0.0.1 for the name `tls.test`, which sends `secure` for every request.
 struct TlsServer {
     port: u16,
     ca_file: std::path::PathBuf,

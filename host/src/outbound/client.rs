@@ -45,7 +45,7 @@ impl Limits {
         }
     }
 
-    /// The engine's requested timeouts, each capped at the operator's maximum.
+    /// Caps each timeout the engine requested at the operator's maximum.
     fn clamp(&self, options: Option<RequestOptions>) -> Limits {
         let options = options.unwrap_or_default();
         let pick = |requested: Option<Duration>, max: Duration| {
@@ -68,7 +68,7 @@ pub struct Client {
     pub static_hosts: BTreeMap<String, Vec<IpAddr>>,
 }
 
-/// What ended a request that the policy allowed by origin.
+/// The failure of a request that the policy allowed by origin.
 pub enum SendError {
     /// A resolved address is in a denied network.
     Denied(Denial),
@@ -238,7 +238,7 @@ async fn handshake(stream: impl Stream) -> Result<Handshake, Error> {
         .await?)
 }
 
-/// The `Host` header value: the host, and the port when it is not the scheme's default.
+/// Formats the `Host` header value: the host, and the port unless it is the scheme's default.
 fn host_header(target: &AllowedTarget) -> String {
     let origin = target.origin();
     if origin.port == origin.scheme.default_port() {

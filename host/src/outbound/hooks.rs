@@ -20,7 +20,7 @@ pub struct CallOutbound {
 }
 
 impl CallOutbound {
-    /// The reason of the most recent denial in this call, for `outbound.denial-reason`.
+    /// Returns the reason of the most recent denial in this call, for `outbound.denial-reason`.
     pub fn denial_reason(&self) -> Option<String> {
         self.last_denial
             .lock()

@@ -5,8 +5,8 @@
 //! prefix `64:ff9b::/96`, or 6to4 `2002::/16`) is checked as both, so that a denied IPv4
 //! network cannot be reached through an IPv6 spelling.
 //!
-//! Order of the rules: the operator's denied networks always deny; then the built-in denied
-//! networks deny unless the operator exempted the address with an allowed network; every
+//! Order of the rules: the operator's denied networks always deny. Then the built-in denied
+//! networks deny, unless the operator exempted the address with an allowed network. Every
 //! other address is allowed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -39,7 +39,7 @@ pub const BUILT_IN_DENIED_NETWORKS: &[(&str, &str)] = &[
     ("ff00::/8", "IPv6 multicast"),
 ];
 
-/// Why an address is denied.
+/// The rule that denies an address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetworkDenial {
     /// In a network the operator listed in `--denied-networks`.
@@ -115,7 +115,7 @@ impl NetworkRules {
     }
 }
 
-/// The address itself plus any IPv4 address it embeds.
+/// Returns the address itself plus any IPv4 address it embeds.
 fn spellings(address: IpAddr) -> Vec<IpAddr> {
     let mut candidates = vec![address];
     if let IpAddr::V6(v6) = address {

@@ -20,7 +20,7 @@ impl Scheme {
         }
     }
 
-    /// The port a URL of this scheme means when it names none.
+    /// Returns the port a URL of this scheme means when it names none.
     pub fn default_port(self) -> u16 {
         match self {
             Scheme::Http => 80,
@@ -87,7 +87,7 @@ pub struct Origin {
     pub port: u16,
 }
 
-/// Why a request's URL has no origin the policy can judge.
+/// The reason a request's URL has no origin the policy can judge.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum OriginError {
     #[error("unsupported scheme `{0}`")]
@@ -140,9 +140,9 @@ enum HostPattern {
 /// or `https://*.kong.example.com`.
 ///
 /// A wildcard matches DNS names only, never an IP literal, and needs a suffix of at least two
-/// labels (`*.com` is rejected). It is safe only for a zone the operator controls: whoever
-/// can add names under it can point the engine at the address they choose, though every
-/// address still passes the network rules.
+/// labels (`*.com` is rejected). It is safe only for a zone the operator controls, because
+/// anyone who can add names under it can point the engine at any address. Every address
+/// still passes the network rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AllowedOrigin {
     scheme: Scheme,
@@ -199,7 +199,7 @@ impl AllowedOrigin {
         Ok(AllowedOrigin { scheme, host, port })
     }
 
-    /// Whether a request to `origin` is allowed by this entry.
+    /// Returns whether this entry allows a request to `origin`.
     pub fn matches(&self, origin: &Origin) -> bool {
         if self.scheme != origin.scheme || self.port != origin.port {
             return false;

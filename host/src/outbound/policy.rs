@@ -9,7 +9,7 @@ use super::networks::{NetworkDenial, NetworkRules};
 use super::origin::{AllowedOrigin, Host, Origin};
 use crate::settings::Settings;
 
-/// Why the policy denied a request. Its `Display` is the reason the engine reads through
+/// The policy's decision against a request. Its `Display` is the reason the engine reads through
 /// `outbound.denial-reason`: it names the origin, the rule and the setting that would allow
 /// the request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub struct Denial {
 pub enum DeniedBy {
     /// A scheme other than http and https. No setting allows it.
     UnsupportedScheme,
-    /// The operator listed allowed origins and this is none of them.
+    /// The operator listed allowed origins, and this origin is not one of them.
     OriginNotAllowed,
     /// The host is, or resolves to, an address in a network the operator denied.
     DeniedNetwork {
@@ -45,7 +45,7 @@ pub enum DeniedBy {
 }
 
 impl DeniedBy {
-    /// A short name of the rule, for log fields.
+    /// Returns a short name of the rule, for log fields.
     pub fn name(&self) -> &'static str {
         match self {
             DeniedBy::UnsupportedScheme => "unsupported-scheme",
@@ -146,7 +146,7 @@ impl Policy {
         }
     }
 
-    /// Whether any origin is allowed (no allow-list was given).
+    /// Returns whether any origin is allowed (no allow-list was given).
     pub fn is_open(&self) -> bool {
         self.allowed_origins.is_empty()
     }

@@ -1,5 +1,5 @@
 //! Bindings of the `vault-backend` world, and the host side of its own imports: `storage`
-//! and `system-view` (answered by the mount's services), `log` (written to `tracing`) and
+//! and `system-view` (served by the mount's services), `log` (written to `tracing`) and
 //! `outbound` (the call's last denial reason). `wasi:http` and the WASI imports come from
 //! wasmtime-wasi and wasmtime-wasi-http.
 

@@ -26,8 +26,8 @@ const TABLES_PER_COMPONENT: u32 = 4;
 /// Builds the engine with one pool slot per concurrent call.
 ///
 /// The memory cap is enforced by each store's resource limiter, not by the pool's slot size:
-/// the limiter also sees the initial memory of an instance, so a cap below what the component
-/// needs to start fails as "out of memory" at the call, rather than as a compile error.
+/// wasmtime also consults the limiter for an instance's initial memory. A cap below what the
+/// component needs to start then fails as "out of memory" at the call, not as a compile error.
 pub fn build(settings: &Settings) -> anyhow::Result<Engine> {
     let slots = settings.max_concurrent_calls;
 
@@ -85,7 +85,7 @@ impl Ticker {
         })
     }
 
-    /// The tick counter, which CPU accounting compares between epoch callbacks.
+    /// Returns the tick counter, which CPU accounting compares between epoch callbacks.
     pub fn ticks(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.ticks)
     }

@@ -1,4 +1,4 @@
-//! Why a call into the engine failed as a whole, as opposed to the engine returning an error.
+//! Failures of a call into the engine as a whole, as opposed to errors the engine returns.
 //!
 //! Every variant ends that one call; the instance is dropped and nothing of it is reused. The
 //! protocol layer turns each into a 500 (503 for [`CallError::Overloaded`]) whose message is

@@ -8,7 +8,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::engine::EPOCH_TICK;
 
-/// Refuses memory growth past the operator's cap and remembers that it did, so that the trap
+/// Rejects memory growth past the operator's cap and remembers that it did, so that the trap
 /// that follows reads as "out of memory".
 pub struct MemoryLimiter {
     max_bytes: usize,
@@ -23,7 +23,7 @@ impl MemoryLimiter {
         }
     }
 
-    /// Whether the instance asked for more memory than the cap.
+    /// Returns whether the instance requested more memory than the cap.
     pub fn denied(&self) -> bool {
         self.denied
     }
@@ -109,7 +109,7 @@ pub struct ConcurrencyGate {
     max_wait: Duration,
 }
 
-/// Why a call got no slot.
+/// The rejection of a call that got no slot.
 #[derive(Debug)]
 pub struct NoSlot {
     pub max_calls: u32,

@@ -1,6 +1,6 @@
 //! The runtime: runs the engine component once per Vault request inside the sandbox.
 //!
-//! One [`Runtime`] per process holds one wasmtime engine (Cranelift, async, epoch
+//! One [`Runtime`] per process contains one wasmtime engine (Cranelift, async, epoch
 //! interruption, pooling allocator), the component compiled once, and one pre-instantiated
 //! component (`InstancePre`) with every import linked. Each call then:
 //!
@@ -111,7 +111,7 @@ impl Call {
     }
 }
 
-/// What an export call returned.
+/// The result of an export call.
 enum Returned {
     SpecialPaths(wit::Paths),
     Initialize(Result<(), wit::Error>),
@@ -124,8 +124,8 @@ impl Runtime {
     /// Prepares the Kong engine embedded in this binary.
     ///
     /// Compiling the component takes a few hundred milliseconds, so it runs on a background
-    /// thread and this returns at once; calls wait until the compiled component is ready. A
-    /// compilation failure fails every call with [`CallError::Instantiation`].
+    /// thread and this function returns at once. Calls wait until the component is ready, and
+    /// a compilation failure fails every call with [`CallError::Instantiation`].
     pub fn new(settings: &Settings) -> anyhow::Result<Arc<Runtime>> {
         let engine = engine::build(settings)?;
         let (ready, prepared) = watch::channel(None);
@@ -190,7 +190,7 @@ impl Runtime {
     }
 
     /// Returns the backend's special paths. Runs with empty in-memory storage, because Vault
-    /// asks before the mount's storage is reachable.
+    /// requests them before the mount's storage is reachable.
     pub async fn special_paths(&self) -> Result<wit::SpecialPaths, CallError> {
         let services = MountServices {
             storage: Arc::new(MemoryStorage::default()),
@@ -265,7 +265,7 @@ impl Runtime {
                 max_calls: refused.max_calls,
                 waited: refused.waited,
             })
-            .inspect_err(|error| tracing::warn!(function, %error, "engine call refused"))?;
+            .inspect_err(|error| tracing::warn!(function, %error, "engine call rejected"))?;
 
         let started = Instant::now();
         // The store lives inside this future, so a timeout drops the instance with it.

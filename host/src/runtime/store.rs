@@ -17,13 +17,13 @@ use super::limits::{CpuMeter, MemoryLimiter};
 use crate::outbound::hooks::{CallOutbound, OutboundHooks};
 use crate::services::MountServices;
 
-/// The most stderr bytes kept per call; the rest is accepted and dropped.
+/// Maximum stderr bytes kept per call. The rest is accepted and dropped.
 pub const STDERR_CAPACITY: usize = 16 * 1024;
 
-/// The most log lines the engine may write per call; further lines are counted and dropped.
+/// Maximum log lines the engine may write per call. Further lines are counted and dropped.
 pub const LOG_LINES_PER_CALL: u32 = 256;
 
-/// The longest log message kept, in bytes; longer ones are cut.
+/// Maximum log message length kept, in bytes. Longer messages are cut.
 pub const LOG_MESSAGE_BYTES: usize = 4096;
 
 /// The data of one call's store.
@@ -100,7 +100,7 @@ pub struct CapturedStderr {
 }
 
 impl CapturedStderr {
-    /// What the guest wrote so far, as text.
+    /// Returns what the guest wrote so far, as text.
     pub fn contents(&self) -> String {
         String::from_utf8_lossy(&self.buffer.lock().expect("stderr lock poisoned")).into_owned()
     }

@@ -28,7 +28,7 @@ pub fn settings(arguments: &[&str]) -> Settings {
     Settings::try_parse_from(all).expect("valid test settings")
 }
 
-/// A runtime of the hostile component with these settings.
+/// Builds a runtime of the hostile component with these settings.
 pub fn hostile_runtime(settings: &Settings) -> Arc<Runtime> {
     Runtime::from_component_bytes(HOSTILE_GUEST, settings).expect("the hostile component loads")
 }
@@ -45,7 +45,7 @@ pub fn services() -> (MountServices, Arc<MemoryStorage>) {
     (services, storage)
 }
 
-/// A `read` request for `path` with JSON `data`.
+/// Builds a `read` request for `path` with JSON `data`.
 pub fn request(path: &str, data: Value) -> wit::Request {
     wit::Request {
         id: "test-request".to_string(),
@@ -151,7 +151,7 @@ impl TestServer {
         self.address.port()
     }
 
-    /// Every request received so far.
+    /// Returns every request received so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }

@@ -14,7 +14,7 @@
 //! - `flood`: sends `count` requests to `url` and returns how each one ended.
 //! - `set-host`: tries to set a `Host` header and returns the header error.
 //! - `storage`: writes, reads, lists and deletes a key through the host's storage.
-//! - `system`: returns every system-view answer.
+//! - `system`: returns the result of every system-view function.
 //! - `log`: writes one log line per level and one to stderr.
 //! - `environment`: returns what WASI exposes: variables, arguments and the root directory.
 //!
@@ -258,7 +258,7 @@ fn send(request: OutgoingRequest, options: RequestOptions) -> Result<Exchange, E
     Ok((status, location, read))
 }
 
-/// The name of an error code's case, which tests compare.
+/// Returns the name of an error code's case, which tests compare.
 fn error_name(error: &ErrorCode) -> String {
     let debug = format!("{error:?}");
     debug
