@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use ipnet::IpNet;
 
 use crate::outbound::AllowedOrigin;
@@ -180,8 +180,13 @@ pub struct Settings {
 }
 
 impl Default for Settings {
+    /// Returns the documented defaults, ignoring the `KONG_SECRETS_*` environment variables.
     fn default() -> Self {
-        Settings::parse_from(["vault-plugin-secrets-kong"])
+        let command = Settings::command().mut_args(|argument| argument.env(None));
+        let matches = command
+            .try_get_matches_from(["vault-plugin-secrets-kong"])
+            .expect("every setting has a default or is optional");
+        Settings::from_arg_matches(&matches).expect("defaults parse into settings")
     }
 }
 
@@ -264,6 +269,26 @@ mod tests {
         assert_eq!(settings.max_call_duration, Duration::from_secs(60));
         assert_eq!(settings.max_concurrent_calls, 64);
         assert_eq!(settings.max_queue_wait, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn default_ignores_environment() {
+        // No other test reads this variable, so setting it cannot disturb a parallel test.
+        std::env::set_var("KONG_SECRETS_MAX_QUEUE_WAIT", "9s");
+        let from_environment = Settings::try_parse_from(["plugin"]).expect("valid settings");
+        let default = Settings::default();
+        std::env::remove_var("KONG_SECRETS_MAX_QUEUE_WAIT");
+
+        assert_eq!(
+            from_environment.max_queue_wait,
+            Duration::from_secs(9),
+            "the variable applies to parsing"
+        );
+        assert_eq!(
+            default.max_queue_wait,
+            Duration::from_secs(2),
+            "the default ignores the variable"
+        );
     }
 
     #[test]

@@ -218,3 +218,51 @@ async fn log_import_reaches_tracing() {
     });
     assert!(stderr, "guest stderr was not logged at debug: {lines:#?}");
 }
+
+/// Returns the log lines written while `start` runs.
+fn lines_logged_by(start: impl FnOnce()) -> Vec<String> {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let recorded = Recorded::default();
+    let subscriber = tracing_subscriber::registry().with(recorded.clone());
+    tracing::subscriber::with_default(subscriber, start);
+    let lines = recorded.0.lock().unwrap().clone();
+    lines
+}
+
+#[test]
+fn open_policy_warns_at_start() {
+    let lines = lines_logged_by(|| {
+        hostile_runtime(&settings(&[]));
+    });
+    let warning = "WARN vault_plugin_secrets_kong::runtime message=outbound policy is open: the engine may \
+                   send requests to any origin outside the denied networks; set --allowed-origins or \
+                   KONG_SECRETS_ALLOWED_ORIGINS to restrict it";
+    assert!(
+        lines.iter().any(|line| line == warning),
+        "no open-policy warning in {lines:#?}"
+    );
+}
+
+#[test]
+fn allow_list_logged_without_warning() {
+    let lines = lines_logged_by(|| {
+        hostile_runtime(&settings(&[
+            "--allowed-origins=https://kong.example.com:8444,http://127.0.0.1:8001",
+        ]));
+    });
+    let listed =
+        "INFO vault_plugin_secrets_kong::runtime message=outbound policy allows only the listed \
+                  origins allowed_origins=https://kong.example.com:8444,http://127.0.0.1:8001";
+    assert!(
+        lines.iter().any(|line| line == listed),
+        "no allow-list line in {lines:#?}"
+    );
+    let warned = lines
+        .iter()
+        .any(|line| line.contains("outbound policy is open"));
+    assert!(
+        !warned,
+        "an open-policy warning despite an allow-list: {lines:#?}"
+    );
+}
