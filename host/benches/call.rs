@@ -12,7 +12,8 @@
 //!   get). Skipped when the calls fail.
 //!
 //! It also prints how long `Runtime::new` takes and when the first call of the embedded
-//! engine finishes, which includes compiling the component.
+//! engine finishes, which includes compiling the component. The last step runs 64 calls at
+//! once and prints the process's resident memory around them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,5 +135,50 @@ fn main() {
             }
             Err(error) => println!("embedded engine skipped: {error:#}"),
         }
+
+        concurrent_memory(&hostile).await;
     });
+}
+
+/// Runs 64 calls that each hold an instance for 200 ms at the same time, and prints the
+/// process's resident memory before and its peak after. The figures include everything the
+/// bench process did before, compilation included, so they are upper bounds for the runtime.
+async fn concurrent_memory(runtime: &Arc<Runtime>) {
+    const CALLS: usize = 64;
+
+    println!(
+        "resident memory before {CALLS} concurrent calls: {}",
+        proc_status("VmRSS")
+    );
+    let mut tasks = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let runtime = Arc::clone(runtime);
+        tasks.push(tokio::spawn(async move {
+            let services = services();
+            let request = request("sleep", wit::Operation::Read, json!({ "ms": 200 }));
+            runtime.handle_request(&services, request).await
+        }));
+    }
+    for task in tasks {
+        let result = task.await.expect("call task");
+        assert!(
+            matches!(result, Ok(Ok(Some(_)))),
+            "concurrent call: {result:?}"
+        );
+    }
+    println!(
+        "resident memory after {CALLS} concurrent calls: {} (peak {})",
+        proc_status("VmRSS"),
+        proc_status("VmHWM")
+    );
+}
+
+/// Returns one field of `/proc/self/status`, such as `VmRSS`, or `unknown` off Linux.
+fn proc_status(field: &str) -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .map(|value| value.trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
 }
