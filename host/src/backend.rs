@@ -412,9 +412,12 @@ mod tests {
         }
     }
 
+    /// What the fake's `handle_request` returns.
+    type Outcome = Result<Result<Option<wit::Response>, wit::Error>, FakeFailure>;
+
     /// A backend whose requests all end with `outcome`, recording what it receives.
     struct FakeBackend {
-        outcome: Mutex<Option<Result<Result<Option<wit::Response>, wit::Error>, FakeFailure>>>,
+        outcome: Mutex<Option<Outcome>>,
         received: Mutex<Vec<wit::Request>>,
     }
 
@@ -437,7 +440,7 @@ mod tests {
             &self,
             _services: &MountServices,
             request: wit::Request,
-        ) -> Result<Result<Option<wit::Response>, wit::Error>, FakeFailure> {
+        ) -> Outcome {
             self.received.lock().unwrap().push(request);
             self.outcome
                 .lock()
@@ -467,9 +470,7 @@ mod tests {
         }
     }
 
-    fn service(
-        outcome: Result<Result<Option<wit::Response>, wit::Error>, FakeFailure>,
-    ) -> (BackendService<FakeBackend>, Arc<FakeBackend>) {
+    fn service(outcome: Outcome) -> (BackendService<FakeBackend>, Arc<FakeBackend>) {
         let identity = PluginIdentity::generate().unwrap();
         let pinned = PinnedCertificate::from_der(identity.certificate_der().clone()).unwrap();
         let broker = Broker::new(client_config(&identity, &pinned).unwrap(), Shutdown::new());
