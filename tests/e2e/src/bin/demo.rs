@@ -81,7 +81,9 @@ fn run() -> Result<()> {
     expect_success(&vault, &["lease", "renew", &lease_id])?;
 
     heading("Revoke the lease: the credential disappears from Kong");
-    expect_success(&vault, &["lease", "revoke", &lease_id])?;
+    // -sync returns once the engine has deleted the credential; without it Vault only queues
+    // the revocation, and the next step could still see the key.
+    expect_success(&vault, &["lease", "revoke", "-sync", &lease_id])?;
     expect_proxy_status(&http, &kong, token, 401)?;
     let left = kong.key_auth_credentials().len();
     println!("key-auth credentials left in Kong: {left}");
