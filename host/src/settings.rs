@@ -173,8 +173,9 @@ pub struct Settings {
     )]
     pub max_queue_wait: Duration,
 
-    /// Host names answered from this table instead of DNS, for embedders and tests. Not an
-    /// operator flag: addresses found here still pass the network rules.
+    /// Host names resolved from this table instead of DNS, for embedders and tests. Keys are
+    /// lowercase names without a trailing dot. Not an operator flag, and addresses found here
+    /// still pass the network rules.
     #[arg(skip)]
     pub static_hosts: BTreeMap<String, Vec<IpAddr>>,
 }

@@ -3,9 +3,9 @@
 
 mod sandbox_support;
 
-use std::sync::{Arc, Mutex};
-
-use sandbox_support::{call, hostile_runtime, request, services, settings, HOSTILE_GUEST};
+use sandbox_support::{
+    call, capture_logs, hostile_runtime, request, services, settings, HOSTILE_GUEST,
+};
 use serde_json::json;
 use vault_plugin_secrets_kong::runtime::{wit, Runtime};
 
@@ -163,46 +163,12 @@ fn hostile_component_is_release_build() {
     );
 }
 
-/// Records the events of the guest's `log` import.
-#[derive(Clone, Default)]
-struct Recorded(Arc<Mutex<Vec<String>>>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorded {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _context: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        struct Fields(String);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!(" {}={:?}", field.name(), value));
-            }
-        }
-        let mut fields = Fields(String::new());
-        event.record(&mut fields);
-        let metadata = event.metadata();
-        self.0.lock().unwrap().push(format!(
-            "{} {}{}",
-            metadata.level(),
-            metadata.target(),
-            fields.0
-        ));
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn log_import_reaches_tracing() {
-    use tracing_subscriber::layer::SubscriberExt;
-
-    let recorded = Recorded::default();
-    let subscriber = tracing_subscriber::registry().with(recorded.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
-
     let runtime = hostile_runtime(&settings(&[]));
-    call(&runtime, "log", json!({})).await.expect("log call");
+    let (result, lines) = capture_logs(call(&runtime, "log", json!({}))).await;
+    result.expect("log call");
 
-    let lines = recorded.0.lock().unwrap().clone();
     for level in ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] {
         let capitalized = level[..1].to_string() + &level[1..].to_lowercase();
         let expected = format!(
@@ -219,14 +185,12 @@ async fn log_import_reaches_tracing() {
     assert!(stderr, "guest stderr was not logged at debug: {lines:#?}");
 }
 
-/// Returns the log lines written while `start` runs.
+/// Returns the log lines written on this thread while `start` runs.
 fn lines_logged_by(start: impl FnOnce()) -> Vec<String> {
-    use tracing_subscriber::layer::SubscriberExt;
-
-    let recorded = Recorded::default();
-    let subscriber = tracing_subscriber::registry().with(recorded.clone());
-    tracing::subscriber::with_default(subscriber, start);
-    let lines = recorded.0.lock().unwrap().clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    let ((), lines) = runtime.block_on(capture_logs(async { start() }));
     lines
 }
 

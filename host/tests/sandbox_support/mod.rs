@@ -6,8 +6,9 @@
 
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use clap::Parser;
@@ -85,6 +86,65 @@ pub async fn assert_still_serves(runtime: &Runtime) {
         serde_json::json!({ "still": "serving" }),
         "echo after a failed call"
     );
+}
+
+thread_local! {
+    /// The log lines of this thread while a capture runs, or `None` when none does.
+    static CAPTURED: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// Writes each event as `LEVEL target field=value ...` into the current thread's capture.
+struct ThreadCapture;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ThreadCapture {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _context: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={:?}", field.name(), value));
+            }
+        }
+
+        CAPTURED.with(|captured| {
+            if let Some(lines) = captured.borrow_mut().as_mut() {
+                let mut fields = Fields(String::new());
+                event.record(&mut fields);
+                let metadata = event.metadata();
+                lines.push(format!(
+                    "{} {}{}",
+                    metadata.level(),
+                    metadata.target(),
+                    fields.0
+                ));
+            }
+        });
+    }
+}
+
+/// Runs `future` and returns its output with the log lines written on this thread meanwhile.
+///
+/// The capturing subscriber is the process's global default, installed once. A subscriber set
+/// per test with `set_default` can miss events when tests in parallel register the same
+/// callsites, because `tracing` caches each callsite's interest for the whole process. Run the
+/// future on a current-thread runtime, so that every event of the call happens on this thread.
+pub async fn capture_logs<F: std::future::Future>(future: F) -> (F::Output, Vec<String>) {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(ThreadCapture);
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+    });
+
+    CAPTURED.with(|captured| *captured.borrow_mut() = Some(Vec::new()));
+    let output = future.await;
+    let lines = CAPTURED
+        .with(|captured| captured.borrow_mut().take())
+        .unwrap_or_default();
+    (output, lines)
 }
 
 /// One request the server received.
