@@ -328,7 +328,11 @@ async fn concurrent_fetches_no_spurious_failures() {
                 let data = call(&runtime, "flood", json!({ "url": url, "count": 4 }))
                     .await
                     .unwrap_or_else(|error| panic!("task {task} round {round}: {error}"));
-                assert_eq!(data["outcomes"], json!({ "200": 4 }), "task {task} round {round}: {data}");
+                assert_eq!(
+                    data["outcomes"],
+                    json!({ "200": 4 }),
+                    "task {task} round {round}: {data}"
+                );
             }
         }));
     }
@@ -336,4 +340,32 @@ async fn concurrent_fetches_no_spurious_failures() {
         task.await.expect("fetch task");
     }
     assert_eq!(server.received().len(), 800, "requests the server received");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localhost_resolves_through_system() {
+    let server = TestServer::start("127.0.0.1").await;
+    let runtime = hostile_runtime(&settings(&[]));
+    let data = fetch(&runtime, &format!("http://localhost:{}/ok", server.port())).await;
+    assert_eq!(data["status"], json!(200), "{data}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localhost_in_denied_network_is_denied() {
+    let server = TestServer::start("127.0.0.1").await;
+    let runtime = hostile_runtime(&settings(&["--denied-networks=127.0.0.0/8"]));
+    let data = fetch(&runtime, &format!("http://localhost:{}/ok", server.port())).await;
+    assert_eq!(data["error"], json!("HttpRequestDenied"), "{data}");
+    let expected = format!(
+        "the plugin's outbound policy denied http://localhost:{}: localhost resolves to 127.0.0.1, \
+         which is in the denied network 127.0.0.0/8; a Vault operator can remove it from \
+         --denied-networks or KONG_SECRETS_DENIED_NETWORKS",
+        server.port()
+    );
+    assert_eq!(data["denial_reason"], json!(expected), "{data}");
+    assert!(
+        server.received().is_empty(),
+        "the server got {:?}",
+        server.received()
+    );
 }
