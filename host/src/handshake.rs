@@ -127,6 +127,8 @@ impl LaunchEnvironment {
             .filter(|pem| !pem.trim().is_empty())
             .ok_or(LaunchError::MissingClientCertificate)?;
 
+        // NOTE: VAULT_PLUGIN_MLOCK_ENABLED (Vault running with mlock) is not honoured: the
+        // plugin does not lock its memory, so the engine's memory may be swapped out.
         let socket_dir = lookup("PLUGIN_UNIX_SOCKET_DIR")
             .filter(|dir| !dir.is_empty())
             .map(PathBuf::from)
