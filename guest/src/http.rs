@@ -100,9 +100,14 @@ pub enum TransportError {
         connected: bool,
     },
 
-    /// The response body passed [`MAX_RESPONSE_BYTES`].
-    #[error("response from {url} is larger than {limit_bytes} bytes")]
-    TooLarge { url: String, limit_bytes: usize },
+    /// The response body passed a size limit: the host's, which the operator sets, or the
+    /// engine's own [`MAX_RESPONSE_BYTES`]. `limit_bytes` is `None` when the host stopped the
+    /// body without reporting its limit.
+    #[error("response from {url} is larger than {}", size_limit_text(.limit_bytes))]
+    TooLarge {
+        url: String,
+        limit_bytes: Option<u64>,
+    },
 
     /// Anything else, such as a malformed response.
     #[error("request to {url} failed: {detail}")]
@@ -117,6 +122,13 @@ impl TransportError {
             Self::TimedOut { connected, .. } => *connected,
             Self::ConnectionLost { .. } | Self::TooLarge { .. } | Self::Failed { .. } => true,
         }
+    }
+}
+
+fn size_limit_text(limit_bytes: &Option<u64>) -> String {
+    match limit_bytes {
+        Some(limit) => format!("{limit} bytes"),
+        None => "the plugin's response size limit".to_string(),
     }
 }
 
@@ -340,5 +352,26 @@ mod tests {
         let debug = format!("{request:?}");
         assert!(!debug.contains("s3cr3t"), "debug output: {debug}");
         assert!(debug.contains("kong-admin-token"), "debug output: {debug}");
+    }
+
+    #[test]
+    fn too_large_names_limit_it_passed() {
+        let host_limit = TransportError::TooLarge {
+            url: "http://kong/consumers".into(),
+            limit_bytes: Some(1024),
+        };
+        let unreported = TransportError::TooLarge {
+            url: "http://kong/consumers".into(),
+            limit_bytes: None,
+        };
+
+        assert_eq!(
+            host_limit.to_string(),
+            "response from http://kong/consumers is larger than 1024 bytes"
+        );
+        assert_eq!(
+            unreported.to_string(),
+            "response from http://kong/consumers is larger than the plugin's response size limit"
+        );
     }
 }

@@ -180,7 +180,7 @@ impl Exchange<'_> {
                     if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
                         return Err(TransportError::TooLarge {
                             url: self.url.clone(),
-                            limit_bytes: MAX_RESPONSE_BYTES,
+                            limit_bytes: Some(MAX_RESPONSE_BYTES as u64),
                         });
                     }
                     bytes.extend_from_slice(&chunk);
@@ -276,10 +276,11 @@ impl Exchange<'_> {
                 url,
                 detail: "incomplete response".into(),
             },
-            ErrorCode::HttpResponseBodySize(_) => TransportError::TooLarge {
-                url,
-                limit_bytes: MAX_RESPONSE_BYTES,
-            },
+            // The host's payload is its own limit, which the operator may have set below the
+            // engine's, so the message names that one.
+            ErrorCode::HttpResponseBodySize(limit_bytes) => {
+                TransportError::TooLarge { url, limit_bytes }
+            }
             other => {
                 let detail = match other {
                     ErrorCode::InternalError(Some(message)) => message,

@@ -547,7 +547,7 @@ mod tests {
             (
                 KongError::Transport(TransportError::TooLarge {
                     url: url(),
-                    limit_bytes: 1,
+                    limit_bytes: Some(1),
                 }),
                 true,
             ),
