@@ -6,18 +6,18 @@
 
 #![forbid(unsafe_code)]
 
-pub mod outbound;
-pub mod runtime;
-pub mod services;
-pub mod settings;
 pub mod backend;
 pub mod broker;
 pub mod controller;
 pub mod handshake;
 pub mod health;
 pub mod log;
+pub mod outbound;
 pub mod proto;
+pub mod runtime;
 pub mod server;
+pub mod services;
+pub mod settings;
 pub mod stdio;
 pub mod tls;
 pub mod translation;

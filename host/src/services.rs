@@ -60,19 +60,30 @@ impl MemoryStorage {
 #[async_trait]
 impl Storage for MemoryStorage {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        Ok(self.entries.lock().expect("storage lock poisoned").get(key).cloned())
+        Ok(self
+            .entries
+            .lock()
+            .expect("storage lock poisoned")
+            .get(key)
+            .cloned())
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, _seal_wrap: bool) -> Result<(), String> {
         if key.split('/').any(|segment| segment == "..") {
             return Err("relative paths not supported".to_string());
         }
-        self.entries.lock().expect("storage lock poisoned").insert(key.to_string(), value);
+        self.entries
+            .lock()
+            .expect("storage lock poisoned")
+            .insert(key.to_string(), value);
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), String> {
-        self.entries.lock().expect("storage lock poisoned").remove(key);
+        self.entries
+            .lock()
+            .expect("storage lock poisoned")
+            .remove(key);
         Ok(())
     }
 

@@ -18,6 +18,8 @@ use vault_plugin_secrets_kong::runtime::{wit, Runtime};
 use vault_plugin_secrets_kong::services::{MemoryStorage, MountServices, StaticSystemView};
 use vault_plugin_secrets_kong::settings::Settings;
 
+mod sandbox_support;
+
 /// Mount TTLs the system view reports: Vault's defaults of 768 hours.
 const MOUNT_TTL_SECONDS: u64 = 768 * 3600;
 
@@ -1223,41 +1225,37 @@ async fn special_paths_seal_wrap_config() {
 
 // Logging
 
-/// Collects every `tracing` event of the test's thread as text.
-#[derive(Clone, Default)]
-struct Recorded(Arc<Mutex<Vec<String>>>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorded {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _context: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        struct Fields(String);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!(" {}={:?}", field.name(), value));
-            }
-        }
-        let mut fields = Fields(String::new());
-        event.record(&mut fields);
-        self.0.lock().unwrap().push(format!(
-            "{} {}{}",
-            event.metadata().level(),
-            event.metadata().target(),
-            fields.0
-        ));
+#[tokio::test(flavor = "current_thread")]
+async fn logs_ids_never_key_or_token() {
+    // The capture reads this thread's events through one global subscriber: a per-test
+    // subscriber misses events when parallel tests share callsites.
+    let (data, lines) = sandbox_support::capture_logs(issue_renew_revoke()).await;
+    let key = data["token"].as_str().unwrap();
+    for line in &lines {
+        assert!(!line.contains(key), "a log line holds the key: {line}");
+        assert!(
+            !line.contains("adm1n-t0ken"),
+            "a log line holds the admin token: {line}"
+        );
+    }
+    let id = data["id"].as_str().unwrap();
+    for message in [
+        "issued key-auth credential",
+        "renewed key-auth credential lease",
+        "revoked key-auth credential",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains(message) && line.contains(id) && line.contains("alice")),
+            "no {message:?} line with the credential id and role: {lines:#?}"
+        );
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn logs_ids_never_key_or_token() {
-    use tracing_subscriber::layer::SubscriberExt as _;
-
-    let recorded = Recorded::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(recorded.clone()));
-
+/// Issues, renews and revokes a key with an admin token configured, and returns the issued
+/// data.
+async fn issue_renew_revoke() -> Value {
     let options = Options {
         admin_token: Some(AdminToken::new("adm1n-t0ken")),
         ..Options::default()
@@ -1280,28 +1278,7 @@ async fn logs_ids_never_key_or_token() {
         .await
         .expect("revoke");
 
-    let lines = recorded.0.lock().unwrap().clone();
-    let key = data["token"].as_str().unwrap();
-    for line in &lines {
-        assert!(!line.contains(key), "a log line holds the key: {line}");
-        assert!(
-            !line.contains("adm1n-t0ken"),
-            "a log line holds the admin token: {line}"
-        );
-    }
-    let id = data["id"].as_str().unwrap();
-    for message in [
-        "issued key-auth credential",
-        "renewed key-auth credential lease",
-        "revoked key-auth credential",
-    ] {
-        assert!(
-            lines
-                .iter()
-                .any(|line| line.contains(message) && line.contains(id) && line.contains("alice")),
-            "no {message:?} line with the credential id and role: {lines:#?}"
-        );
-    }
+    data
 }
 
 fn wit_time(seconds: u64) -> wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime {
