@@ -24,7 +24,11 @@ use crate::outbound::AllowedOrigin;
 #[command(
     name = "vault-plugin-secrets-kong",
     about = "Vault secrets engine for Kong, run as a sandboxed WebAssembly component",
-    long_about = None
+    long_about = None,
+    after_help = "Vault starts this program as a plugin; run by hand it only prints this help \
+                  or its version. The environment variable KONG_SECRETS_LOG_LEVEL sets the log \
+                  level: trace, debug (the default), info, warn, error or off. Vault filters \
+                  plugin log lines by its own level as well."
 )]
 pub struct Settings {
     /// Origins the engine may send requests to, as `scheme://host:port` (the port defaults to
