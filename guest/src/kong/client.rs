@@ -17,7 +17,8 @@
 //!
 //! Error mapping, done once in `From<KongError> for Error`: a Kong 4xx becomes a 400 and a Kong
 //! 5xx a 502, both naming Kong's status and message; an unreachable Kong is a 502, a timeout a
-//! 504, and a request the host's outbound policy denied a 403 with the host's reason.
+//! 504, and a request the host's outbound policy denied a 403 with the host's reason. A 3xx is a
+//! 502 too, because the host follows no redirect.
 
 use serde_json::{json, Value};
 use thiserror::Error;
@@ -87,6 +88,9 @@ impl From<KongError> for Error {
             }
             KongError::Status { status: 405, kind: Some(kind), .. } if kind == "operation unsupported" => {
                 "; this Kong node has no database (DB-less or a data plane), so point baseurl in config/access at a node with one"
+            }
+            KongError::Status { status: 300..=399, .. } => {
+                "; the plugin follows no redirects, so set baseurl in config/access to the address that serves the Admin API itself"
             }
             KongError::Transport(TransportError::Unreachable { .. } | TransportError::ConnectionLost { .. }) => {
                 "; check baseurl in config/access and that Kong is running"
@@ -480,6 +484,10 @@ mod tests {
             (
                 status(500, None, "An unexpected error occurred"),
                 Error::coded(502, "kong returned 500 for POST http://kong/consumers/bob/key-auth: An unexpected error occurred"),
+            ),
+            (
+                status(307, None, "Temporary Redirect"),
+                Error::coded(502, "kong returned 307 for POST http://kong/consumers/bob/key-auth: Temporary Redirect; the plugin follows no redirects, so set baseurl in config/access to the address that serves the Admin API itself"),
             ),
             (
                 KongError::InvalidResponse { method: Method::Get, url: "http://kong/key-auths".into(), detail: "the body is not JSON: <html>".into() },
