@@ -229,7 +229,10 @@ fn clean_up_by_tag(env: &Env<'_>, client: &KongClient<'_>, request: &Request) ->
     }
 
     if deleted.is_empty() {
-        return format!("Kong holds no credential tagged {tag}, so nothing was left behind");
+        return format!(
+            "Kong held no credential tagged {tag} when the engine looked; if Kong still \
+             completes the create, the key expires at its Kong-side ttl, or delete it by that tag"
+        );
     }
     let ids = deleted.join(", ");
     env.log.write(
@@ -533,7 +536,7 @@ mod tests {
             test.call(creds("alice")),
             Err(Error::coded(
                 502,
-                "connection to http://kong:8001/consumers/alice/key-auth was lost: connection reset; check baseurl in config/access and that Kong is running; Kong holds no credential tagged vault-request-0b5e5d0a-1111-2222-3333-444455556666, so nothing was left behind"
+                "connection to http://kong:8001/consumers/alice/key-auth was lost: connection reset; check baseurl in config/access and that Kong is running; Kong held no credential tagged vault-request-0b5e5d0a-1111-2222-3333-444455556666 when the engine looked; if Kong still completes the create, the key expires at its Kong-side ttl, or delete it by that tag"
             ))
         );
     }
