@@ -311,7 +311,7 @@ impl<B: LogicalBackend> Backend for BackendService<B> {
                 }
             },
             Ok(Err(error)) => {
-                let (response, err) = translation::request_error(error);
+                let (response, err) = translation::request_error(&operation, error);
                 reply(response, err)
             }
             Err(error) => reply(None, Some(call_failed("handle-request", error))),

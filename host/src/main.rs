@@ -74,9 +74,34 @@ fn main() -> ExitCode {
 
 /// Parses the plugin arguments and environment; prints help, the version or a usage error
 /// and exits when that is what they ask for.
+///
+/// Under Vault (the magic cookie is set), a usage error goes out as an error-level JSON log
+/// line instead, because Vault shows the plugin's plain stderr text only at debug level and
+/// reports nothing but "failed to read any lines from plugin's stdout" to the operator.
 fn parse_settings() -> Settings {
-    let matches = Settings::command().version(PLUGIN_VERSION).get_matches();
-    Settings::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    let parsed = Settings::command()
+        .version(PLUGIN_VERSION)
+        .try_get_matches()
+        .and_then(|matches| Settings::from_arg_matches(&matches));
+    let error = match parsed {
+        Ok(settings) => return settings,
+        Err(error) => error,
+    };
+
+    let started_by_vault = std::env::var(handshake::COOKIE_KEY).is_ok();
+    let asks_for_output = matches!(
+        error.kind(),
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+    );
+    if started_by_vault && !asks_for_output {
+        log::init(log::level_from_environment());
+        tracing::error!(
+            error = %error.render().to_string().trim(),
+            "invalid plugin arguments or environment: fix the -args or -env given to vault plugin register"
+        );
+        std::process::exit(2);
+    }
+    error.exit()
 }
 
 async fn run(settings: Settings, launch: LaunchEnvironment) -> anyhow::Result<()> {

@@ -30,6 +30,7 @@ pub mod err_type {
     pub const USER_ERROR: u32 = 1;
     pub const INTERNAL_ERROR: u32 = 2;
     pub const CODED_ERROR: u32 = 3;
+    pub const STATUS_BAD_REQUEST: u32 = 4;
     pub const UNSUPPORTED_OPERATION: u32 = 5;
     pub const UNSUPPORTED_PATH: u32 = 6;
     pub const PERMISSION_DENIED: u32 = 8;
@@ -266,8 +267,20 @@ fn json_kind(value: &Value) -> &'static str {
 ///
 /// A bad request travels as an error response rather than as an error, because Vault
 /// responds with 400 and the text to that but with 500 to a user error without a response.
-pub fn request_error(error: wit::Error) -> (Option<pb::Response>, Option<pb::ProtoError>) {
+/// Renew, revoke and rollback are the exception: Vault's lease manager reports an error
+/// response there as a dump of the whole Go response, so those carry the text as a
+/// `StatusBadRequest` error instead.
+pub fn request_error(
+    operation: &str,
+    error: wit::Error,
+) -> (Option<pb::Response>, Option<pb::ProtoError>) {
     match error {
+        wit::Error::BadRequest(message) if matches!(operation, "renew" | "revoke" | "rollback") => {
+            (
+                None,
+                Some(proto_error(err_type::STATUS_BAD_REQUEST, message)),
+            )
+        }
         wit::Error::BadRequest(message) => {
             let data = serde_json::json!({ "error": message }).to_string();
             let response = pb::Response {
@@ -625,14 +638,36 @@ mod tests {
 
     #[test]
     fn bad_request_becomes_error_response() {
-        let (response, error) =
-            request_error(wit::Error::BadRequest("ttl must be a duration".into()));
+        let (response, error) = request_error(
+            "read",
+            wit::Error::BadRequest("ttl must be a duration".into()),
+        );
 
         assert_eq!(
             response.map(|r| r.data),
             Some(r#"{"error":"ttl must be a duration"}"#.to_string())
         );
         assert_eq!(error, None);
+    }
+
+    #[test]
+    fn lease_bad_request_is_status_error() {
+        for operation in ["renew", "revoke", "rollback"] {
+            let (response, error) = request_error(
+                operation,
+                wit::Error::BadRequest("credential is gone".into()),
+            );
+
+            assert_eq!(response, None, "{operation}: no error response");
+            assert_eq!(
+                error,
+                Some(proto_error(
+                    err_type::STATUS_BAD_REQUEST,
+                    "credential is gone".into()
+                )),
+                "{operation}: the text as a StatusBadRequest error"
+            );
+        }
     }
 
     #[test]
@@ -661,7 +696,7 @@ mod tests {
         ];
         for (error, expected_type, expected_code) in cases {
             let description = format!("{error:?}");
-            let (response, proto) = request_error(error);
+            let (response, proto) = request_error("read", error);
             let proto = proto.expect("an error is returned");
 
             assert!(response.is_none(), "{description} returned a response");

@@ -99,6 +99,31 @@ async fn launch_offering_versions_three_four_exits() {
 }
 
 #[tokio::test]
+async fn launch_with_invalid_setting_logs_error() {
+    let (_dir, environment) = environment_with(&[("KONG_SECRETS_MAX_CPU_TIME", Some("soon"))]);
+
+    let (status, output) = run_to_exit(&environment).await;
+
+    assert_eq!(status.code(), Some(2), "stderr: {}", output.stderr());
+    assert_eq!(output.stdout(), "", "stdout must stay empty");
+    let lines = output.stderr_lines();
+    assert_eq!(lines.len(), 1, "one log line: {lines:?}");
+    let line: serde_json::Value =
+        serde_json::from_str(&lines[0]).expect("the line is JSON that Vault's logger parses");
+    assert_eq!(line["@level"], "error", "line: {line}");
+    assert_eq!(
+        line["@message"],
+        "invalid plugin arguments or environment: fix the -args or -env given to vault plugin register",
+        "line: {line}"
+    );
+    let error = line["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("--max-cpu-time") && error.contains("soon"),
+        "the error names the setting and the value: {line}"
+    );
+}
+
+#[tokio::test]
 async fn launch_by_hand_prints_version() {
     let output = tokio::process::Command::new(protocol_vault::PLUGIN_BINARY)
         .arg("--version")

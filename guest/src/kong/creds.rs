@@ -261,8 +261,10 @@ returns its key as token and its UUID as id, under a renewable lease. Kong gener
 key. The consumer needs an entry at consumers/<username>, which sets the lease ttl and
 max_ttl, and config/access must be written.
 
-The credential carries the tags vault and vault-role-<username>, and a Kong-side ttl equal
-to the lease's max TTL, so Kong removes it even if Vault never revokes it.
+The credential carries the tags vault, vault-role-<username>, vault-mount-<mount accessor>
+and vault-request-<Vault request id>, and a Kong-side ttl equal to the lease's max TTL, so
+Kong removes it even if Vault never revokes it. Characters that Kong's tag filters reject
+appear as ~XX. List the credentials of one role with GET /key-auths?tags=vault-role-<name>.
 
 Renewing the lease extends it up to its max TTL. Revoking it, or letting it expire,
 deletes the credential in Kong.";

@@ -417,6 +417,49 @@ fn renew_sets_requested_duration() {
 }
 
 #[test]
+fn renew_of_deleted_key_names_cause() {
+    let mounted = Mounted::start();
+    let lease = mounted.issue("foo");
+    let url = format!(
+        "{}/key-auths/{}",
+        mounted.kong.admin_url(),
+        lease.credential_id
+    );
+    let deleted = mounted
+        .http
+        .delete(&url)
+        .call()
+        .expect("the emulator answers");
+    assert_eq!(deleted.status().as_u16(), 204, "DELETE {url}");
+
+    let renew = mounted.vault.cli(&["lease", "renew", &lease.lease_id]);
+
+    assert!(!renew.status.success(), "renew succeeded: {}", renew.stdout);
+    let expected = format!(
+        "credential {} no longer exists in Kong (it or its consumer was deleted), so the lease \
+         cannot be renewed; read creds/foo for a new credential",
+        lease.credential_id
+    );
+    assert!(
+        renew.stderr.contains(&expected),
+        "renew error does not name the cause: {}",
+        renew.stderr
+    );
+    // Vault 1.21 prefixes every renew error with "failed to renew entry: resp: ... err:"; an
+    // error response instead of an error would print the response's whole data map there.
+    assert!(
+        !renew.stderr.contains("Data:map"),
+        "renew error is a dump of the response data: {}",
+        renew.stderr
+    );
+    assert!(
+        renew.stderr.contains("Code: 400"),
+        "renew error is not a 400: {}",
+        renew.stderr
+    );
+}
+
+#[test]
 fn revoke_prefix_leaves_no_credential() {
     let mounted = Mounted::start();
     let leases: Vec<Lease> = (0..3).map(|_| mounted.issue("foo")).collect();

@@ -49,7 +49,9 @@ fn run() -> Result<()> {
     let vault = VaultDevServer::start(plugin_dir.path())?;
     println!("Vault: {} (dev mode, in-memory)", vault.addr());
     let installed = plugin::install(plugin_dir.path())?;
-    let register = plugin::register_args(&installed, &[]);
+    // The allow-list limits the engine to this Kong, as an operator should in production.
+    let allow_kong = format!("-args=--allowed-origins={}", kong.admin_url());
+    let register = plugin::register_args(&installed, &[&allow_kong]);
     let register: Vec<&str> = register.iter().map(String::as_str).collect();
     expect_success(&vault, &register)?;
     expect_success(&vault, &["secrets", "enable", "-path=kong", PLUGIN_NAME])?;
