@@ -432,8 +432,21 @@ fn log_policy(settings: &Settings) {
             .collect();
         tracing::info!(allowed_origins = %origins.join(","), "outbound policy allows only the listed origins");
     }
+    let networks = |list: &[ipnet::IpNet]| -> String {
+        list.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     tracing::info!(
-        max_memory_bytes = settings.max_memory_bytes,
+        denied_networks = %networks(&settings.denied_networks),
+        allowed_networks = %networks(&settings.allowed_networks),
+        "outbound policy networks besides the built-in denied ones"
+    );
+    // Vault's log reads JSON numbers as floats and would print 64 MiB as 6.7108864e+07, so
+    // the size goes out as text.
+    tracing::info!(
+        max_memory_bytes = %settings.max_memory_bytes,
         max_cpu_time_ms = settings.max_cpu_time.as_millis() as u64,
         max_call_duration_ms = settings.max_call_duration.as_millis() as u64,
         max_concurrent_calls = settings.max_concurrent_calls,
