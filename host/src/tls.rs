@@ -137,7 +137,7 @@ impl PinnedCertificate {
     /// Pins the first certificate in `pem` (Vault's `PLUGIN_CLIENT_CERT`).
     pub fn from_pem(pem: &str) -> anyhow::Result<Self> {
         let der = CertificateDer::from_pem_slice(pem.as_bytes())
-            .context("PLUGIN_CLIENT_CERT holds no PEM certificate")?;
+            .context("PLUGIN_CLIENT_CERT contains no PEM certificate")?;
         Self::from_der(der)
     }
 
